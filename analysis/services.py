@@ -1,0 +1,146 @@
+"""The thin database layer around the pure analysis core: load series, store results,
+assemble and write the report."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+
+from analysis.core.engine import AnalysisResult, MetricData, RunData
+from analysis.core.engine import analyse_run as analyse_core
+from analysis.models import Finding, MetricSeries
+
+__all__ = ["analyse_run", "build_report", "load_series", "write_report_files"]
+
+PHASES = ("baseline", "during", "recovery")
+
+
+def load_series(run: Any) -> dict[str, dict[str, tuple[list[float], list[float]]]]:
+    """metric -> phase -> (timestamps, values), chunks concatenated in order."""
+    out: dict[str, dict[str, tuple[list[float], list[float]]]] = defaultdict(
+        lambda: {p: ([], []) for p in PHASES}
+    )
+    rows = MetricSeries.objects.filter(run=run).order_by("metric", "phase", "seq")
+    for row in rows.values_list("metric", "phase", "timestamps", "values"):
+        metric, phase, ts, vs = row
+        out[metric][phase][0].extend(ts)
+        out[metric][phase][1].extend(vs)
+    return out
+
+
+def run_data(run: Any, aborted_reason: str = "") -> RunData:
+    spec = run.spec
+    series = load_series(run)
+    metrics = []
+    for m in spec["metrics"]:
+        phases = {
+            phase: (np.asarray(ts, dtype=float), np.asarray(vs, dtype=float))
+            for phase, (ts, vs) in series[m["name"]].items()
+        }
+        metrics.append(
+            MetricData(name=m["name"], better=m["better"], unit=m.get("unit", ""), phases=phases)
+        )
+    return RunData(
+        metrics=metrics,
+        hypothesis=spec.get("hypothesis", []),
+        injected_at=run.injected_at.timestamp() if run.injected_at else None,
+        reverted_at=run.reverted_at.timestamp() if run.reverted_at else None,
+        interval_s=spec.get("interval", 1.0),
+        aborted_reason=aborted_reason,
+    )
+
+
+def analyse_run(run: Any, aborted_reason: str = "") -> AnalysisResult:
+    """Analyse a run's stored series and replace its findings with the new ones."""
+    result = analyse_core(run_data(run, aborted_reason))
+    payload = result.to_dict()
+    with transaction.atomic():
+        Finding.objects.filter(run=run).delete()
+        Finding.objects.bulk_create(
+            Finding(
+                run=run,
+                metric=f.get("metric", ""),
+                kind=f["kind"],
+                severity=f["severity"],
+                confidence=f["confidence"],
+                title=f["title"][:200],
+                summary=f.get("summary", ""),
+                evidence=f.get("evidence", {}),
+            )
+            for f in payload["findings"]
+        )
+        type(run).objects.filter(pk=run.pk).update(summary={"analysis": payload})
+    run.summary = {"analysis": payload}
+    return result
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value else None
+
+
+def build_report(run: Any) -> dict[str, Any]:
+    """The report as plain data: what analysis.report renders and the API returns."""
+    run.refresh_from_db()
+    series = {}
+    for metric, phases in load_series(run).items():
+        ts, vs, ph = [], [], []
+        for phase in PHASES:
+            p_ts, p_vs = phases[phase]
+            ts.extend(p_ts)
+            vs.extend(p_vs)
+            ph.extend([phase] * len(p_ts))
+        series[metric] = {"timestamps": ts, "values": vs, "phases": ph}
+    spec = run.spec
+    return {
+        "run": {
+            "id": run.pk,
+            "experiment": run.experiment.name,
+            "experiment_version": run.experiment_version,
+            "target": run.experiment.target.name,
+            "fault": spec["fault"],
+            "intensity": spec.get("intensity"),
+            "duration": spec.get("duration"),
+            "status": run.status,
+            "status_reason": run.status_reason,
+            "verdict": run.verdict,
+            "verdict_confidence": run.verdict_confidence,
+            "verdict_reason": run.verdict_reason,
+            "started_at": _iso(run.started_at),
+            "finished_at": _iso(run.finished_at),
+            "injected_at": _iso(run.injected_at),
+            "reverted_at": _iso(run.reverted_at),
+            "metrics": {
+                m["name"]: {"better": m["better"], "unit": m.get("unit", "")}
+                for m in spec["metrics"]
+            },
+        },
+        "analysis": (run.summary or {}).get("analysis", {}),
+        "series": series,
+        "events": [
+            {"at": _iso(e.at), "kind": e.kind, "phase": e.phase, "message": e.message}
+            for e in run.events.all()
+        ],
+    }
+
+
+def write_report_files(run: Any) -> dict[str, Path]:
+    from analysis.report import render_html, render_json
+
+    report = build_report(run)
+    folder = Path(settings.SCEP_REPORTS_DIR) / str(run.pk)
+    folder.mkdir(parents=True, exist_ok=True)
+    json_path = folder / "report.json"
+    html_path = folder / "report.html"
+    json_path.write_text(render_json(report))
+    html_path.write_text(render_html(report))
+    return {"json": json_path, "html": html_path}
+
+
+def report_json(run: Any) -> str:
+    return json.dumps(build_report(run), indent=2, default=str)

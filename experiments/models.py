@@ -1,0 +1,159 @@
+"""Targets, experiments (versioned specs), runs and their timelines, the kill switch."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from experiments.choices import Environment, EventKind, RunStatus, Verdict
+
+
+class Target(models.Model):
+    """A system a team owns and registers for experiments.
+
+    ``config`` holds how SCEP reaches it: ``base_url``, named ``proxies`` (listen →
+    upstream, hosted by the target's agent) and named ``processes`` (pid, name or
+    command-line pattern). ``allowed`` is the owner's switch: preflight refuses a target
+    that is not allowed.
+    """
+
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    environment = models.CharField(
+        max_length=16, choices=Environment.choices, default=Environment.DEVELOPMENT
+    )
+    allowed = models.BooleanField(default=True)
+    agent = models.CharField(max_length=100, default="local")
+    config = models.JSONField(default=dict, blank=True)
+    labels = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Experiment(models.Model):
+    """A named, validated experiment spec. Every change of spec adds a version row."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    target = models.ForeignKey(Target, on_delete=models.PROTECT, related_name="experiments")
+    spec = models.JSONField()
+    version = models.PositiveIntegerField(default=1)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+class ExperimentVersion(models.Model):
+    """An immutable snapshot of an experiment's spec; runs point at the one they used."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    spec = models.JSONField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["experiment", "-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["experiment", "version"], name="uniq_experiment_version"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.experiment.name} v{self.version}"
+
+
+class Run(models.Model):
+    """One execution of an experiment version. State lives here; the broker carries ids."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.PROTECT, related_name="runs")
+    experiment_version = models.PositiveIntegerField()
+    spec = models.JSONField()
+    status = models.CharField(
+        max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True
+    )
+    status_reason = models.TextField(blank=True)
+    verdict = models.CharField(max_length=16, choices=Verdict.choices, blank=True)
+    verdict_confidence = models.FloatField(null=True, blank=True)
+    verdict_reason = models.TextField(blank=True)
+    dry_run = models.BooleanField(default=False)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    worker = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    abort_requested_at = models.DateTimeField(null=True, blank=True)
+    abort_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    baseline_started_at = models.DateTimeField(null=True, blank=True)
+    injected_at = models.DateTimeField(null=True, blank=True)
+    reverted_at = models.DateTimeField(null=True, blank=True)
+    recovery_started_at = models.DateTimeField(null=True, blank=True)
+    analysis_started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    summary = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of {self.experiment.name}"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in RunStatus.terminal()
+
+
+class RunEvent(models.Model):
+    """One line of a run's timeline: every transition and every notable fact."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    kind = models.CharField(max_length=20, choices=EventKind.choices)
+    phase = models.CharField(max_length=16, choices=RunStatus.choices)
+    message = models.TextField()
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%H:%M:%S} {self.kind} {self.message}"
+
+
+class KillSwitch(models.Model):
+    """The global emergency stop (a single row, pk=1)."""
+
+    engaged = models.BooleanField(default=False)
+    engaged_at = models.DateTimeField(null=True, blank=True)
+    engaged_by = models.CharField(max_length=150, blank=True)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name_plural = "kill switch"
+
+    def __str__(self) -> str:
+        return "engaged" if self.engaged else "released"
+
+    @classmethod
+    def get(cls) -> KillSwitch:
+        obj, _ = cls.objects.get_or_create(pk=1)
+        return obj

@@ -1,0 +1,130 @@
+"""The run's metric sampler: one thread ticking at the spec's interval.
+
+Samples are tagged with the phase current at the tick and flushed to the database in
+chunks every few seconds, so a crash of the worker loses at most one chunk of what was
+collected. The orchestrator reads the in-memory buffers to evaluate stop conditions.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+from django.db import close_old_connections, connection
+
+from analysis.models import MetricSeries
+
+__all__ = ["RunSampler"]
+
+log = logging.getLogger(__name__)
+
+FLUSH_EVERY_S = 5.0
+
+
+class RunSampler:
+    """Collects every metric of a spec once per interval in a background thread."""
+
+    def __init__(self, run_id: int, metrics: list[dict[str, Any]], interval: float):
+        from analysis.collectors.collector import MetricCollector
+
+        self.run_id = run_id
+        self.interval = interval
+        self.metric_names = [m["name"] for m in metrics]
+        self._collector = MetricCollector(metrics)
+        self._lock = threading.Lock()
+        self._phase: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"sampler-{run_id}", daemon=True)
+        # Everything collected, for live checks: phase -> metric -> (timestamps, values)
+        self.samples: dict[str, dict[str, tuple[list[float], list[float]]]] = defaultdict(
+            lambda: {name: ([], []) for name in self.metric_names}
+        )
+        self._unflushed: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
+        self._seq: dict[tuple[str, str], int] = defaultdict(int)
+        self.errors: dict[str, str] = {}
+        self.ticks = 0
+
+    # -- control ----------------------------------------------------------------------
+    def start(self, phase: str) -> None:
+        self._phase = phase
+        self._thread.start()
+
+    def set_phase(self, phase: str) -> None:
+        with self._lock:
+            self._phase = phase
+        self.flush()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.interval + 10)
+        self._collector.close()
+        self.flush()
+
+    def window(self, phase: str, metric: str) -> tuple[list[float], list[float]]:
+        with self._lock:
+            ts, vs = self.samples[phase][metric]
+            return list(ts), list(vs)
+
+    # -- the loop ---------------------------------------------------------------------
+    def _loop(self) -> None:
+        next_tick = time.monotonic()
+        last_flush = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                started = time.time()
+                values = self._collector.collect()
+                self.errors = dict(getattr(self._collector, "last_errors", {}) or {})
+                with self._lock:
+                    phase = self._phase
+                    self.ticks += 1
+                    for name in self.metric_names:
+                        value = values.get(name)
+                        if value is None or value != value:
+                            continue
+                        for store in (
+                            self.samples[phase][name],
+                            self._unflushed.setdefault((phase, name), ([], [])),
+                        ):
+                            store[0].append(started)
+                            store[1].append(float(value))
+                if time.monotonic() - last_flush >= FLUSH_EVERY_S:
+                    self.flush()
+                    last_flush = time.monotonic()
+                next_tick += self.interval
+                delay = next_tick - time.monotonic()
+                if delay < 0:  # a slow tick: skip ahead rather than burst
+                    next_tick = time.monotonic()
+                    delay = 0
+                self._stop.wait(delay)
+        except Exception:
+            log.exception("sampler of run %s stopped", self.run_id)
+        finally:
+            connection.close()
+
+    def flush(self) -> None:
+        """Write buffered samples as new chunk rows (safe from any thread)."""
+        with self._lock:
+            pending, self._unflushed = self._unflushed, {}
+        if not pending:
+            return
+        close_old_connections()
+        rows = []
+        for (phase, metric), (ts, vs) in pending.items():
+            if not ts:
+                continue
+            rows.append(
+                MetricSeries(
+                    run_id=self.run_id,
+                    metric=metric,
+                    phase=phase,
+                    seq=self._seq[(phase, metric)],
+                    timestamps=ts,
+                    values=vs,
+                )
+            )
+            self._seq[(phase, metric)] += 1
+        MetricSeries.objects.bulk_create(rows)

@@ -1,0 +1,84 @@
+"""The reaper: the safety net for runs whose worker died and faults past their expiry.
+
+It runs periodically on Celery beat. Whatever it finds, it closes through the same
+idempotent revert path as everyone else.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import psutil
+from django.conf import settings
+from django.utils import timezone
+
+from experiments.choices import EventKind, RunStatus, Verdict
+from experiments.models import Run
+from experiments.services.runs import add_event
+from injectors.models import ActiveFault, FaultState
+from injectors.services import agent_is_online, request_revert
+
+__all__ = ["reap", "worker_is_gone"]
+
+log = logging.getLogger(__name__)
+
+
+def worker_is_gone(worker: str, heartbeat_at, now) -> bool:
+    """A worker is gone when its process is dead (same host) or its heartbeat is stale."""
+    host, _, pid = worker.rpartition(":")
+    if host == settings.SCEP_HOSTNAME and pid.isdigit() and not psutil.pid_exists(int(pid)):
+        return True
+    if heartbeat_at is None:
+        return False
+    return now - heartbeat_at > timedelta(seconds=settings.SCEP_RUN_HEARTBEAT_TIMEOUT_S)
+
+
+def reap() -> dict[str, int]:
+    now = timezone.now()
+    counts = {"runs_failed": 0, "faults_reverted": 0, "faults_expired": 0}
+    running = Run.objects.exclude(status__in=(*RunStatus.terminal(), RunStatus.QUEUED))
+    for run in running:
+        if not run.worker or not worker_is_gone(run.worker, run.heartbeat_at, now):
+            continue
+        since = f"{run.heartbeat_at:%H:%M:%S} UTC" if run.heartbeat_at else "start"
+        reason = f"worker {run.worker} lost during {run.status} (last heartbeat {since})"
+        updated = Run.objects.filter(pk=run.pk, status=run.status).update(
+            status=RunStatus.FAILED,
+            status_reason=reason,
+            verdict=Verdict.INCONCLUSIVE,
+            verdict_reason=reason,
+            finished_at=now,
+        )
+        if updated:
+            counts["runs_failed"] += 1
+            add_event(run, EventKind.ERROR, f"reaper: {reason}", phase=RunStatus.FAILED)
+    for fault in ActiveFault.objects.filter(state__in=FaultState.open()).select_related("run"):
+        orphaned = fault.run is not None and fault.run.status in RunStatus.terminal()
+        expired = fault.expires_at <= now
+        if not (orphaned or expired):
+            continue
+        why = "expired" if expired else f"run {fault.run_id} ended"
+        if agent_is_online(fault.agent):
+            request_revert(fault, f"reaper: {why}")
+            counts["faults_reverted"] += 1
+        elif expired:
+            # The agent is down; every mechanism it hosts self-expires (proxy rules die
+            # with the agent process, paused processes are resumed by their watchdog).
+            ActiveFault.objects.filter(pk=fault.pk, state__in=FaultState.open()).update(
+                state=FaultState.REVERTED,
+                reverted_at=now,
+                revert_reason=f"reaper: expired while agent {fault.agent!r} offline "
+                "(self-expiring mechanism)",
+            )
+            counts["faults_expired"] += 1
+        if fault.run_id:
+            add_event(
+                fault.run_id,
+                EventKind.FAULT,
+                f"reaper: fault {fault.pk} {why}",
+                phase=RunStatus.FAILED if orphaned else None,
+            )
+    if any(counts.values()):
+        log.warning("reaper: %s", counts)
+    return counts

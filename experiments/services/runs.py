@@ -1,0 +1,143 @@
+"""Starting and aborting runs, the kill switch, and the run timeline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from audit.services import record
+from experiments.choices import EventKind, RunStatus
+from experiments.models import Experiment, KillSwitch, Run, RunEvent
+
+__all__ = [
+    "KillSwitchEngaged",
+    "RunNotAbortable",
+    "abort_run",
+    "add_event",
+    "engage_kill_switch",
+    "release_kill_switch",
+    "start_run",
+]
+
+
+class KillSwitchEngaged(Exception):
+    """New runs are refused while the kill switch is engaged."""
+
+
+class RunNotAbortable(Exception):
+    """The run already reached a terminal state."""
+
+
+def add_event(
+    run: Run | int,
+    kind: str,
+    message: str,
+    *,
+    phase: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> RunEvent:
+    run_id = run if isinstance(run, int) else run.pk
+    if phase is None:
+        phase = Run.objects.values_list("status", flat=True).get(pk=run_id)
+    return RunEvent.objects.create(
+        run_id=run_id, kind=kind, phase=phase, message=message, data=data or {}
+    )
+
+
+def start_run(experiment: Experiment, *, actor: Any, source: str, dry_run: bool = False) -> Run:
+    """Create a queued run of the experiment's current version and enqueue it after commit."""
+    from experiments import tasks
+
+    with transaction.atomic():
+        if KillSwitch.get().engaged:
+            raise KillSwitchEngaged(
+                "the kill switch is engaged: new runs are refused until released"
+            )
+        run = Run.objects.create(
+            experiment=experiment,
+            experiment_version=experiment.version,
+            spec=experiment.spec,
+            dry_run=dry_run,
+            started_by=actor if getattr(actor, "pk", None) else None,
+        )
+        add_event(run, EventKind.TRANSITION, "run queued", phase=RunStatus.QUEUED)
+        record(
+            actor=actor,
+            action="run.start",
+            source=source,
+            obj=run,
+            changes={
+                "experiment": experiment.name,
+                "version": experiment.version,
+                "dry_run": dry_run,
+            },
+        )
+        transaction.on_commit(lambda: tasks.execute_run.delay(run.pk))
+    return run
+
+
+def abort_run(run: Run, *, actor: Any, source: str, reason: str = "") -> Run:
+    """Ask the run's worker to stop; it reverts within one tick (SCEP_TICK_S).
+
+    A queued run that no worker has claimed yet is ended here directly.
+    """
+    why = reason or "aborted by user"
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run.pk)
+        if run.is_terminal:
+            raise RunNotAbortable(f"run {run.pk} is already {run.status}")
+        run.abort_requested_at = timezone.now()
+        run.abort_reason = why
+        fields = ["abort_requested_at", "abort_reason"]
+        if run.status == RunStatus.QUEUED:
+            run.status = RunStatus.ABORTED
+            run.status_reason = why
+            run.finished_at = timezone.now()
+            fields += ["status", "status_reason", "finished_at"]
+        run.save(update_fields=fields)
+        add_event(run, EventKind.ABORT, f"abort requested: {why}", data={"source": source})
+        record(actor=actor, action="run.abort", source=source, obj=run, changes={"reason": why})
+    return run
+
+
+def engage_kill_switch(*, actor: Any, source: str, reason: str = "") -> dict[str, int]:
+    """Abort every active run, revert every open fault now, refuse new runs.
+
+    Faults are reverted from here as well as by their workers: a run whose worker is
+    gone must not keep its fault until the reaper passes.
+    """
+    from injectors.services import revert_open_faults
+
+    with transaction.atomic():
+        switch = KillSwitch.objects.select_for_update().get_or_create(pk=1)[0]
+        switch.engaged = True
+        switch.engaged_at = timezone.now()
+        switch.engaged_by = getattr(actor, "username", "") or str(actor or "system")
+        switch.reason = reason
+        switch.save()
+        record(
+            actor=actor,
+            action="kill_switch.engage",
+            source=source,
+            obj=switch,
+            changes={"reason": reason},
+        )
+    aborted = 0
+    for run in Run.objects.filter(status__in=RunStatus.active()):
+        try:
+            abort_run(run, actor=actor, source=source, reason=f"kill switch: {reason}".strip(": "))
+            aborted += 1
+        except RunNotAbortable:
+            pass
+    reverted = revert_open_faults(reason="kill switch")
+    return {"aborted_runs": aborted, "reverted_faults": reverted}
+
+
+def release_kill_switch(*, actor: Any, source: str) -> None:
+    with transaction.atomic():
+        switch = KillSwitch.objects.select_for_update().get_or_create(pk=1)[0]
+        switch.engaged = False
+        switch.save()
+        record(actor=actor, action="kill_switch.release", source=source, obj=switch)

@@ -1,0 +1,199 @@
+"""The agent: a Celery worker on queue ``agent.<name>`` that hosts host-local faults.
+
+It keeps the fault proxies of its targets listening, applies and reverts ledger rows
+when the orchestrator asks, heartbeats so preflight knows it is there, and closes its
+own expired ledger rows. On start it reverts any row a previous incarnation left open,
+so a crashed agent never leaves a fault behind once it is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import defaultdict
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from injectors.base import InjectionContext
+from injectors.models import ActiveFault, Agent, FaultState
+from injectors.network.proxy import proxy_key
+from injectors.registry import get_injector
+
+__all__ = ["AgentRuntime", "apply_fault", "current_runtime", "revert_fault", "run_agent"]
+
+log = logging.getLogger(__name__)
+
+_runtime: AgentRuntime | None = None
+
+
+def current_runtime() -> AgentRuntime:
+    if _runtime is None:
+        raise RuntimeError("no agent runtime in this process: start one with `scep agent`")
+    return _runtime
+
+
+class AgentRuntime:
+    """Process-wide state of one agent: its proxies and per-fault locks."""
+
+    def __init__(self, name: str):
+        from injectors.network.proxy import ProxyManager
+
+        self.name = name
+        self.proxies = ProxyManager()
+        self._locks: dict[int, threading.Lock] = defaultdict(threading.Lock)
+        self._locks_guard = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._housekeeping, name="agent-house",
+                                         daemon=True)
+
+    def lock(self, fault_id: int) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks[fault_id]
+
+    def start(self) -> None:
+        global _runtime
+        _runtime = self
+        self.proxies.start()
+        self.heartbeat(started=True)
+        self.sync_proxies()
+        self.recover_leftovers()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.proxies.stop()
+
+    # -- housekeeping -----------------------------------------------------------------
+    def heartbeat(self, *, started: bool = False) -> None:
+        defaults: dict[str, Any] = {
+            "hostname": settings.SCEP_HOSTNAME,
+            "pid": os.getpid(),
+            "last_heartbeat": timezone.now(),
+            "info": {"proxies": sorted(self.proxies.proxy_names())},
+        }
+        if started:
+            defaults["started_at"] = timezone.now()
+        Agent.objects.update_or_create(name=self.name, defaults=defaults)
+
+    def sync_proxies(self) -> None:
+        """Listen on every proxy that this agent's targets declare."""
+        from experiments.models import Target
+
+        wanted: dict[str, tuple[str, str]] = {}
+        for target in Target.objects.filter(agent=self.name):
+            for proxy_name, proxy in (target.config or {}).get("proxies", {}).items():
+                wanted[proxy_key(target.name, proxy_name)] = (proxy["listen"], proxy["upstream"])
+        for key, (listen, upstream) in wanted.items():
+            try:
+                self.proxies.ensure_proxy(key, listen, upstream)
+            except Exception as exc:  # a port taken must not stop the agent
+                log.error("agent %s: proxy %s on %s not started: %s", self.name, key, listen, exc)
+        for key in set(self.proxies.proxy_names()) - set(wanted):
+            self.proxies.remove_proxy(key)
+
+    def recover_leftovers(self) -> None:
+        """Revert ledger rows a previous run of this agent left open."""
+        for fault in ActiveFault.objects.filter(agent=self.name, state__in=FaultState.open()):
+            revert_fault(fault.pk, reason="agent restarted")
+
+    def expire_due(self) -> None:
+        due = ActiveFault.objects.filter(
+            agent=self.name, state__in=FaultState.open(), expires_at__lte=timezone.now()
+        )
+        for fault in due:
+            revert_fault(fault.pk, reason="expired")
+
+    def _housekeeping(self) -> None:
+        while not self._stop.wait(settings.SCEP_AGENT_HEARTBEAT_S):
+            try:
+                close_old_connections()
+                self.heartbeat()
+                self.sync_proxies()
+                self.expire_due()
+            except Exception:
+                log.exception("agent %s housekeeping failed", self.name)
+
+
+def _context(fault: ActiveFault) -> InjectionContext:
+    return InjectionContext(
+        fault_id=fault.pk,
+        target_name=fault.target.name,
+        target_config=fault.target.config,
+        intensity=fault.intensity,
+        expires_at=fault.expires_at.timestamp(),
+        runtime=_runtime,
+    )
+
+
+def _fault(fault_id: int) -> ActiveFault:
+    return ActiveFault.objects.select_related("target").get(pk=fault_id)
+
+
+def apply_fault(fault_id: int) -> None:
+    runtime = current_runtime()
+    with runtime.lock(fault_id):
+        fault = _fault(fault_id)
+        if fault.state != FaultState.PENDING:
+            return  # duplicate delivery: never inject twice
+        now = timezone.now()
+        if fault.revert_requested_at is not None or fault.expires_at <= now:
+            ActiveFault.objects.filter(pk=fault_id).update(
+                state=FaultState.REVERTED, reverted_at=now,
+                revert_reason=fault.revert_reason or "expired before it was applied",
+            )
+            return
+        injector = get_injector(fault.injector)
+        try:
+            handle = injector.inject(fault.params, _context(fault))
+        except Exception as exc:
+            log.warning("agent %s: inject of fault %s failed: %s", runtime.name, fault_id, exc)
+            ActiveFault.objects.filter(pk=fault_id).update(
+                state=FaultState.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000]
+            )
+            return
+        ActiveFault.objects.filter(pk=fault_id).update(
+            state=FaultState.ACTIVE, handle=handle, injected_at=timezone.now()
+        )
+
+
+def revert_fault(fault_id: int, reason: str = "") -> None:
+    runtime = current_runtime()
+    with runtime.lock(fault_id):
+        fault = _fault(fault_id)
+        if fault.state in (FaultState.REVERTED, FaultState.FAILED):
+            return
+        if fault.state == FaultState.ACTIVE:
+            get_injector(fault.injector).revert(fault.handle, _context(fault))
+        ActiveFault.objects.filter(pk=fault_id).update(
+            state=FaultState.REVERTED,
+            reverted_at=timezone.now(),
+            revert_reason=fault.revert_reason or reason or "reverted",
+        )
+
+
+def run_agent(name: str, *, concurrency: int = 4, loglevel: str = "WARNING") -> None:
+    """Start the runtime and consume ``agent.<name>`` until stopped."""
+    from scep.celery import app
+
+    runtime = AgentRuntime(name)
+    runtime.start()
+    try:
+        worker = app.Worker(
+            hostname=f"agent-{name}@{settings.SCEP_HOSTNAME}",
+            queues=[f"agent.{name}"],
+            pool="threads",
+            concurrency=concurrency,
+            loglevel=loglevel,
+            without_mingle=True,
+            without_gossip=True,
+            without_heartbeat=True,
+            beat=False,
+        )
+        worker.start()
+    finally:
+        runtime.stop()
+

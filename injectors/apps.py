@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class InjectorsConfig(AppConfig):
+    name = "injectors"
+    verbose_name = "Fault injectors"

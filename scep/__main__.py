@@ -1,0 +1,5 @@
+import sys
+
+from scep.cli.main import main
+
+sys.exit(main())

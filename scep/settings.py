@@ -1,0 +1,191 @@
+"""SCEP settings: the one place every knob is read, all from environment variables.
+
+The embedded default (no variables set) needs no server: SQLite under ``var/`` and a
+Celery broker on the filesystem (kombu's ``filesystem://`` transport, folder
+``var/broker``). Production selects PostgreSQL and Redis/RabbitMQ with ``DATABASE_URL``
+and ``CELERY_BROKER_URL``.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from scep.env import env_bool, env_float, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("SCEP_VAR_DIR", str(BASE_DIR / "var"))).resolve()
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+SECRET_KEY = env_str("SECRET_KEY", "scep-insecure-development-key-change-me")
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "django_celery_beat",
+    "audit",
+    "injectors",
+    "experiments",
+    "analysis",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "scep.urls"
+WSGI_APPLICATION = "scep.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------
+_DEFAULT_DB_URL = f"sqlite:///{VAR_DIR / 'scep.sqlite3'}"
+_db_url = env_str("DATABASE_URL", _DEFAULT_DB_URL)
+try:
+    _db = dj_database_url.parse(_db_url, conn_max_age=0)
+except Exception as exc:  # dj_database_url raises several types for bad URLs
+    raise ImproperlyConfigured(f"DATABASE_URL={_db_url!r}: {exc}") from None
+if not _db.get("ENGINE"):
+    raise ImproperlyConfigured(f"DATABASE_URL={_db_url!r}: unsupported database scheme")
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # Several processes (web, worker, agent) share the file: wait for locks instead of
+    # failing, and let readers proceed while a writer commits.
+    _db["OPTIONS"] = {
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+    }
+    _db["TEST"] = {"NAME": str(VAR_DIR / "test_scep.sqlite3")}
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+# --- REST API -------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    # Token first: its WWW-Authenticate header makes DRF answer 401, not 403, to
+    # anonymous callers.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["scep.permissions.RolePermission"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "scep.api_errors.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "SCEP API",
+    "DESCRIPTION": "Smart Chaos Engineering Platform: targets, experiments, runs, findings.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Celery ---------------------------------------------------------------------------
+BROKER_DIR = Path(env_str("SCEP_BROKER_DIR", str(VAR_DIR / "broker"))).resolve()
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    BROKER_DIR.mkdir(parents=True, exist_ok=True)
+    (BROKER_DIR / "processed").mkdir(exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR),
+        "data_folder_out": str(BROKER_DIR),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "store_processed": False,
+        "polling_interval": env_float("SCEP_BROKER_POLL_S", 0.05, minimum=0.001),
+        "control_folder": str(BROKER_DIR / "control"),
+    }
+    CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
+elif CELERY_BROKER_URL.split("://", 1)[0] not in {"redis", "rediss", "amqp", "pyamqp", "memory"}:
+    raise ImproperlyConfigured(
+        f"CELERY_BROKER_URL={CELERY_BROKER_URL!r}: expected filesystem://, redis://, amqp:// "
+        "or memory://"
+    )
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "orchestrator"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ROUTES = {
+    "experiments.tasks.*": {"queue": "orchestrator"},
+    "analysis.tasks.*": {"queue": "orchestrator"},
+}
+
+# --- SCEP knobs -----------------------------------------------------------------------
+SCEP_HOSTNAME = env_str("SCEP_HOSTNAME", socket.gethostname())
+SCEP_MAX_DURATION_S = env_float("SCEP_MAX_DURATION_S", 3600.0, minimum=1.0)
+SCEP_MAX_INTENSITY = env_float("SCEP_MAX_INTENSITY", 1.0, minimum=0.0, maximum=1.0)
+SCEP_MAX_WINDOW_S = env_float("SCEP_MAX_WINDOW_S", 3600.0, minimum=1.0)
+SCEP_FAULT_EXPIRY_GRACE_S = env_float("SCEP_FAULT_EXPIRY_GRACE_S", 10.0, minimum=0.0)
+SCEP_REAPER_INTERVAL_S = env_float("SCEP_REAPER_INTERVAL_S", 5.0, minimum=0.1)
+SCEP_RUN_HEARTBEAT_TIMEOUT_S = env_float("SCEP_RUN_HEARTBEAT_TIMEOUT_S", 30.0, minimum=1.0)
+SCEP_AGENT_HEARTBEAT_S = env_float("SCEP_AGENT_HEARTBEAT_S", 2.0, minimum=0.1)
+SCEP_AGENT_OFFLINE_AFTER_S = env_float("SCEP_AGENT_OFFLINE_AFTER_S", 15.0, minimum=1.0)
+SCEP_AGENT_REPLY_TIMEOUT_S = env_float("SCEP_AGENT_REPLY_TIMEOUT_S", 15.0, minimum=0.5)
+SCEP_TICK_S = env_float("SCEP_TICK_S", 0.1, minimum=0.01, maximum=1.0)
+SCEP_ALLOWED_ENVIRONMENTS = env_list(
+    "SCEP_ALLOWED_ENVIRONMENTS", ["development", "staging", "production"]
+)
+SCEP_REPORTS_DIR = Path(env_str("SCEP_REPORTS_DIR", str(VAR_DIR / "reports"))).resolve()
+
+CELERY_BEAT_SCHEDULE = {
+    "scep-reaper": {
+        "task": "experiments.tasks.reap",
+        "schedule": SCEP_REAPER_INTERVAL_S,
+    },
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("SCEP_LOG_LEVEL", "WARNING")},
+    # The filesystem transport warns about a missing hostname on every connection.
+    "loggers": {"kombu.connection": {"level": "ERROR"}},
+}

@@ -1,0 +1,21 @@
+"""Top-level URLs: the admin, the versioned REST API with its schema, and the web UI."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+api_v1 = [
+    path("", include("experiments.api.urls")),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include((api_v1, "api"), namespace="api")),
+    # --- Web UI ---------------------------------------------------------------------
+    # The server-rendered UI is mounted here, at the site root, once it exists, e.g.
+    #   path("", include("experiments.web.urls")),
+]
