@@ -337,8 +337,10 @@ def _fault_errors(
     try:
         injector.validate(params, target_config)
     except InvalidParams as exc:
-        return [FieldError(f"fault.params.{e.path}" if e.path else "fault.params", e.reason)
-                for e in exc.errors]
+        return [
+            FieldError(f"fault.params.{e.path}" if e.path else "fault.params", e.reason)
+            for e in exc.errors
+        ]
     return []
 
 

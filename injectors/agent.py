@@ -47,8 +47,7 @@ class AgentRuntime:
         self._locks: dict[int, threading.Lock] = defaultdict(threading.Lock)
         self._locks_guard = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._housekeeping, name="agent-house",
-                                         daemon=True)
+        self._thread = threading.Thread(target=self._housekeeping, name="agent-house", daemon=True)
 
     def lock(self, fault_id: int) -> threading.Lock:
         with self._locks_guard:
@@ -142,7 +141,8 @@ def apply_fault(fault_id: int) -> None:
         now = timezone.now()
         if fault.revert_requested_at is not None or fault.expires_at <= now:
             ActiveFault.objects.filter(pk=fault_id).update(
-                state=FaultState.REVERTED, reverted_at=now,
+                state=FaultState.REVERTED,
+                reverted_at=now,
                 revert_reason=fault.revert_reason or "expired before it was applied",
             )
             return
@@ -196,4 +196,3 @@ def run_agent(name: str, *, concurrency: int = 4, loglevel: str = "WARNING") -> 
         worker.start()
     finally:
         runtime.stop()
-

@@ -92,18 +92,18 @@ def inject_fault(fault: ActiveFault, *, timeout: float | None = None) -> ActiveF
     """Ask the agent to apply an open ledger row and wait until it says so."""
     timeout = settings.SCEP_AGENT_REPLY_TIMEOUT_S if timeout is None else timeout
     _send("apply_fault", fault)
-    done = wait_for_faults([fault.pk], (FaultState.ACTIVE, FaultState.FAILED,
-                                        FaultState.REVERTED), timeout)
+    done = wait_for_faults(
+        [fault.pk], (FaultState.ACTIVE, FaultState.FAILED, FaultState.REVERTED), timeout
+    )
     if fault.pk not in done:
-        raise InjectionError(
-            f"agent {fault.agent!r} did not apply the fault within {timeout:g} s"
-        )
+        raise InjectionError(f"agent {fault.agent!r} did not apply the fault within {timeout:g} s")
     result = done[fault.pk]
     if result.state == FaultState.FAILED:
         raise InjectionError(result.error or "the agent could not apply the fault")
     if result.state == FaultState.REVERTED:
-        raise InjectionError(f"the fault was reverted before it took effect: "
-                             f"{result.revert_reason}")
+        raise InjectionError(
+            f"the fault was reverted before it took effect: {result.revert_reason}"
+        )
     return result
 
 
@@ -130,7 +130,8 @@ def revert_open_faults(
     if not faults:
         return 0
     for fault in faults:
-        request_revert(fault, reason)
+        if fault.state in FaultState.open():
+            request_revert(fault, reason)
     done = wait_for_faults(
         [f.pk for f in faults], (FaultState.REVERTED, FaultState.FAILED), timeout
     )

@@ -20,6 +20,7 @@ from scep.permissions import ADMIN, OPERATOR, VIEWER, ensure_roles
 from tests.support.fixtures import (  # noqa: F401  (fixtures re-exported for every test)
     broker_dir,
     spawn,
+    stack,
     start_agent,
     start_worker,
 )

@@ -8,7 +8,6 @@ the admin and the CLI cannot drift apart in what a change means.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from django.db.models import QuerySet
@@ -25,8 +24,7 @@ from experiments.api import serializers as s
 from experiments.choices import RunStatus, Verdict
 from experiments.models import Experiment, KillSwitch, Run, Target
 from experiments.services import catalog, runs
-from experiments.spec import SpecError, dump_spec, validate_spec
-from injectors.base import FieldError, InjectionContext, Injector, InjectorError
+from injectors.base import Injector
 from injectors.models import ActiveFault, Agent, FaultState
 from injectors.registry import get_injector, known_types
 from scep.permissions import ADMIN, OPERATOR, VIEWER
@@ -46,29 +44,6 @@ def _choice_filter(
     if value not in choices:
         raise serializers.ValidationError({param: [f"one of: {', '.join(choices)}"]})
     return queryset.filter(**{field: value})
-
-
-def _preview(spec_data: dict[str, Any]) -> dict[str, Any]:
-    """Validate a spec fully against its target and describe what its fault would do.
-
-    Mirrors what ``catalog.create_experiment`` checks (shape first, then the target, then
-    the fault against the target's config) without storing anything.
-    """
-    validate_spec(spec_data)
-    target = catalog.resolve_target(spec_data)
-    spec = validate_spec(spec_data, target_config=target.config)
-    ctx = InjectionContext(
-        fault_id=None,
-        target_name=target.name,
-        target_config=target.config,
-        intensity=spec.intensity,
-        expires_at=time.time() + spec.duration,
-    )
-    try:
-        sentence = get_injector(spec.fault.type).dry_run(spec.fault.params, ctx)
-    except InjectorError as exc:
-        raise SpecError([FieldError("fault", str(exc))]) from None
-    return {"valid": True, "spec": dump_spec(spec), "dry_run": sentence}
 
 
 # --- Targets --------------------------------------------------------------------------
@@ -198,7 +173,7 @@ class ExperimentViewSet(
     )
     @action(detail=False, methods=["post"], serializer_class=s.SpecInputSerializer)
     def validate(self, request: Request) -> Response:
-        return Response(_preview(self._spec_input(check_name=False)))
+        return Response(catalog.preview_experiment(self._spec_input(check_name=False)))
 
     @extend_schema(
         summary="Start a run of the current version",

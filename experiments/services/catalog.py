@@ -15,6 +15,7 @@ __all__ = [
     "create_target",
     "delete_experiment",
     "delete_target",
+    "preview_experiment",
     "update_experiment",
     "update_target",
 ]
@@ -77,6 +78,44 @@ def resolve_target(spec_data: dict[str, Any]) -> Target:
     return target
 
 
+def _ensure_name_free(name: str, exclude: Experiment | None = None) -> None:
+    from experiments.spec import SpecError
+    from injectors.base import FieldError
+
+    taken = Experiment.objects.filter(name=name)
+    if exclude is not None:
+        taken = taken.exclude(pk=exclude.pk)
+    if taken.exists():
+        raise SpecError([FieldError("name", f"an experiment named {name!r} already exists")])
+
+
+def preview_experiment(spec_data: dict[str, Any] | str) -> dict[str, Any]:
+    """Validate a spec fully against its target and describe what its fault would do,
+    storing nothing: the same checks, in the same order, as ``create_experiment``."""
+    import time
+
+    from experiments.spec import SpecError, load_spec_text
+    from injectors.base import FieldError, InjectionContext, InjectorError
+    from injectors.registry import get_injector
+
+    data = load_spec_text(spec_data) if isinstance(spec_data, str) else spec_data
+    validate_spec(data)
+    target = resolve_target(data)
+    spec = validate_spec(data, target_config=target.config)
+    ctx = InjectionContext(
+        fault_id=None,
+        target_name=target.name,
+        target_config=target.config,
+        intensity=spec.intensity,
+        expires_at=time.time() + spec.duration,
+    )
+    try:
+        sentence = get_injector(spec.fault.type).dry_run(spec.fault.params, ctx)
+    except InjectorError as exc:
+        raise SpecError([FieldError("fault", str(exc))]) from None
+    return {"valid": True, "spec": dump_spec(spec), "dry_run": sentence}
+
+
 @transaction.atomic
 def create_experiment(spec_data: dict[str, Any] | str, *, actor: Any, source: str) -> Experiment:
     """Validate the spec against its target and store it as version 1."""
@@ -86,6 +125,7 @@ def create_experiment(spec_data: dict[str, Any] | str, *, actor: Any, source: st
     validate_spec(data)  # shape errors first, before the target lookup
     target = resolve_target(data)
     spec = _validated(data, target)
+    _ensure_name_free(spec["name"])
     user = actor if getattr(actor, "pk", None) else None
     experiment = Experiment.objects.create(
         name=spec["name"],
@@ -119,6 +159,7 @@ def update_experiment(
     spec = _validated(data, target)
     if spec == experiment.spec:
         return experiment
+    _ensure_name_free(spec["name"], exclude=experiment)
     before = experiment.spec
     user = actor if getattr(actor, "pk", None) else None
     experiment.version += 1

@@ -108,8 +108,12 @@ def engage_kill_switch(*, actor: Any, source: str, reason: str = "") -> dict[str
     Faults are reverted from here as well as by their workers: a run whose worker is
     gone must not keep its fault until the reaper passes.
     """
+    from injectors.models import ActiveFault, FaultState
     from injectors.services import revert_open_faults
 
+    # Taken first: the runs' own workers start reverting as soon as the switch is seen,
+    # and the count must not depend on who wins that race.
+    open_faults = list(ActiveFault.objects.filter(state__in=FaultState.open()))
     with transaction.atomic():
         switch = KillSwitch.objects.select_for_update().get_or_create(pk=1)[0]
         switch.engaged = True
@@ -131,7 +135,7 @@ def engage_kill_switch(*, actor: Any, source: str, reason: str = "") -> dict[str
             aborted += 1
         except RunNotAbortable:
             pass
-    reverted = revert_open_faults(reason="kill switch")
+    reverted = revert_open_faults(reason="kill switch", faults=open_faults)
     return {"aborted_runs": aborted, "reverted_faults": reverted}
 
 

@@ -46,7 +46,10 @@ class _Platform:
         log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - child owns it
         proc = subprocess.Popen(
             [sys.executable, "-m", "scep", *args],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         log.close()
@@ -84,9 +87,13 @@ def _register_target(proxy_listen: str, downstream: str):
     from experiments.services.catalog import create_target, update_target
 
     config = demo_target_config(proxy_listen, downstream)
-    fields = {"description": "The SCEP demo API and its downstream dependency",
-              "environment": "development", "allowed": True, "agent": AGENT_NAME,
-              "config": config}
+    fields = {
+        "description": "The SCEP demo API and its downstream dependency",
+        "environment": "development",
+        "allowed": True,
+        "agent": AGENT_NAME,
+        "config": config,
+    }
     target = Target.objects.filter(name=TARGET_NAME).first()
     if target is None:
         return create_target(actor=actor(), source="cli", name=TARGET_NAME, **fields)
@@ -107,7 +114,7 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def run_demo(*, json_output: bool = False, keep_going: bool = False) -> int:
+def run_demo(*, json_output: bool = False, windows: list[float] | None = None) -> int:
     from demo.services import start_demo_services
     from experiments.services.runs import release_kill_switch, start_run
 
@@ -136,15 +143,17 @@ def run_demo(*, json_output: bool = False, keep_going: bool = False) -> int:
 
         if KillSwitch.get().engaged:
             release_kill_switch(actor=actor(), source="cli")
-        experiment = _upsert_experiment(demo_spec(services.target_url))
+        spec = demo_spec(services.target_url)
+        if windows:
+            spec.update(baseline=windows[0], duration=windows[1], recovery=windows[2])
+        experiment = _upsert_experiment(spec)
         run = start_run(experiment, actor=actor(), source="cli")
         _say(f"run {run.pk}: {experiment.spec['description']}")
         run = follow_run(run.pk, timeout=240)
     finally:
-        if not keep_going:
-            if services is not None:
-                services.stop()
-            platform.stop()
+        if services is not None:
+            services.stop()
+        platform.stop()
     return _print_outcome(run, json_output, time.monotonic() - started)
 
 

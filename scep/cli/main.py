@@ -156,7 +156,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from scep.cli.demo import run_demo
 
-    return run_demo(json_output=args.json, keep_going=args.keep_services)
+    windows = [float(x) for x in args.windows.split(",")] if args.windows else None
+    if windows is not None and len(windows) != 3:
+        raise CliError("--windows takes BASELINE,DURATION,RECOVERY seconds")
+    return run_demo(json_output=args.json, windows=windows)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -184,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the demo experiment end to end")
     p.add_argument("--json", action="store_true", help="print the JSON report on stdout")
-    p.add_argument("--keep-services", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--windows", default="", help=argparse.SUPPRESS)  # B,D,R s (tests)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("validate", help="validate a spec file (YAML or JSON; - for stdin)")

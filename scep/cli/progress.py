@@ -52,8 +52,11 @@ def follow_run(run_id: int, *, timeout: float = 3600.0, quiet: bool = False) -> 
                 from django.utils import timezone
 
                 elapsed = (timezone.now() - run.started_at).total_seconds()
-                progress.update(task, completed=min(elapsed, planned),
-                                description=f"run {run_id}: {run.get_status_display()}")
+                progress.update(
+                    task,
+                    completed=min(elapsed, planned),
+                    description=f"run {run_id}: {run.get_status_display()}",
+                )
             if run.is_terminal:
                 progress.update(task, completed=planned)
                 return run

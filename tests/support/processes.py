@@ -59,7 +59,10 @@ def reset_broker(broker_dir: Path) -> None:
         import redis
 
         redis.Redis.from_url(url).flushdb()
-    # Drop cached connections so the next publish uses the options above.
+    # Drop cached connections and producers so the next publish uses the options above.
+    from kombu import pools
+
+    pools.reset()
     if app._pool is not None:
         app._pool.force_close_all()
         app._pool = None
@@ -109,9 +112,7 @@ class PlatformProcess:
         self._log.close()
 
 
-def wait_until(
-    predicate: Callable[[], Any], timeout: float, what: str, poll: float = 0.05
-) -> Any:
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, poll: float = 0.05) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from experiments.models import Experiment, Run, Target
+from experiments.models import Run, Target
 from experiments.services.runs import start_run
 from injectors.models import ActiveFault, Agent
 from scep.permissions import ADMIN, OPERATOR, ROLES, VIEWER
@@ -249,4 +249,18 @@ def test_every_routed_endpoint_is_in_the_matrix() -> None:
     for pattern in api:
         stem = "/" + pattern.split("(?P")[0].split("<")[0].replace("^", "").rstrip("/$")
         assert any(c.startswith(stem.rstrip("/")) for c in covered), pattern
-    assert Experiment is not None
+
+
+@pytest.mark.django_db
+def test_post_migrate_hook_creates_the_role_groups() -> None:
+    from django.apps import apps
+    from django.contrib.auth.models import Group
+
+    from experiments.signals import create_role_groups
+
+    Group.objects.filter(name__in=ROLES).delete()
+    create_role_groups(sender=apps.get_app_config("auth"))  # other apps: ignored
+    assert not Group.objects.filter(name__in=ROLES).exists()
+    create_role_groups(sender=apps.get_app_config("experiments"))
+    create_role_groups(sender=apps.get_app_config("experiments"))  # idempotent
+    assert sorted(Group.objects.values_list("name", flat=True)) == sorted(ROLES)
