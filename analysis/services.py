@@ -84,9 +84,10 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value else None
 
 
-def build_report(run: Any) -> dict[str, Any]:
+def build_report(run: Any, *, refresh: bool = True) -> dict[str, Any]:
     """The report as plain data: what analysis.report renders and the API returns."""
-    run.refresh_from_db()
+    if refresh:
+        run.refresh_from_db()
     series = {}
     for metric, phases in load_series(run).items():
         ts, vs, ph = [], [], []
@@ -129,10 +130,10 @@ def build_report(run: Any) -> dict[str, Any]:
     }
 
 
-def write_report_files(run: Any) -> dict[str, Path]:
+def write_report_files(run: Any, *, refresh: bool = True) -> dict[str, Path]:
     from analysis.report import render_html, render_json
 
-    report = build_report(run)
+    report = build_report(run, refresh=refresh)
     folder = Path(settings.SCEP_REPORTS_DIR) / str(run.pk)
     folder.mkdir(parents=True, exist_ok=True)
     json_path = folder / "report.json"

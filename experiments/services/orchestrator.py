@@ -254,7 +254,7 @@ class Orchestrator:
         if status == RunStatus.FAILED and "ended elsewhere" in reason:
             return
         self.transition(RunStatus.ANALYSING, analysis_started_at=timezone.now())
-        from analysis.services import analyse_run, write_report_files
+        from analysis.services import analyse_run
 
         try:
             result = analyse_run(self.run, aborted_reason=reason if status != "completed" else "")
@@ -272,12 +272,8 @@ class Orchestrator:
             verdict=verdict,
             confidence=result.confidence,
             verdict_reason=result.reason,
+            write_report=True,
         )
-        try:
-            paths = write_report_files(self.run)
-            self.event(EventKind.INFO, "report written", **{k: str(v) for k, v in paths.items()})
-        except Exception as exc:
-            self.event(EventKind.WARNING, f"report files not written: {exc}")
 
     def final_status(self) -> tuple[str, str]:
         if self.error:
@@ -294,7 +290,10 @@ class Orchestrator:
         verdict: str | None = None,
         confidence: float | None = None,
         verdict_reason: str = "",
+        write_report: bool = False,
     ) -> None:
+        """End the run. The report is written first, from the final values held in
+        memory, so that whoever sees the run terminal also finds its report."""
         fields: dict[str, Any] = {"status_reason": reason, "finished_at": timezone.now()}
         if verdict is not None:
             fields.update(
@@ -305,6 +304,8 @@ class Orchestrator:
                 verdict=Verdict.INCONCLUSIVE if status == RunStatus.ABORTED else "",
                 verdict_reason=reason,
             )
+        if write_report:
+            self._write_report({"status": status, **fields})
         # Do not overwrite a terminal state that the reaper set meanwhile.
         updated = (
             Run.objects.filter(pk=self.run.pk)
@@ -315,6 +316,18 @@ class Orchestrator:
             for key, value in {"status": status, **fields}.items():
                 setattr(self.run, key, value)
             add_event(self.run, EventKind.TRANSITION, f"{status}: {reason}", phase=status)
+
+    def _write_report(self, final: dict[str, Any]) -> None:
+        from analysis.services import write_report_files
+
+        for key, value in final.items():
+            setattr(self.run, key, value)
+        try:
+            paths = write_report_files(self.run, refresh=False)
+            self.event(EventKind.INFO, "report written", **{k: str(v) for k, v in paths.items()})
+        except Exception as exc:
+            log.exception("report of run %s not written", self.run.pk)
+            self.event(EventKind.WARNING, f"report files not written: {exc}")
 
 
 def run_cleanup_action(action: dict[str, Any]) -> None:

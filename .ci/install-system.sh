@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Debian packages the test suite exercises for real (installed only when missing).
+set -euo pipefail
+need=()
+command -v stress-ng >/dev/null || need+=(stress-ng)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q "${need[@]}" >/dev/null 2>&1 || {
+    apt-get update -q >/dev/null
+    apt-get install -y -q "${need[@]}" >/dev/null
+  }
+fi
