@@ -60,3 +60,40 @@ class Finding(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+class SuggestionStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    ACCEPTED = "accepted", "Accepted"
+    DISMISSED = "dismissed", "Dismissed"
+
+
+class Suggestion(models.Model):
+    """A next experiment proposed from a run's analysis: a complete, valid spec that one
+    call turns into an experiment."""
+
+    run = models.ForeignKey(
+        "experiments.Run", on_delete=models.CASCADE, related_name="suggestions"
+    )
+    kind = models.CharField(max_length=40, db_index=True)
+    title = models.CharField(max_length=200)
+    rationale = models.TextField(blank=True)
+    spec = models.JSONField()
+    rank = models.PositiveIntegerField(default=0)
+    status = models.CharField(
+        max_length=12, choices=SuggestionStatus.choices, default=SuggestionStatus.OPEN
+    )
+    experiment = models.ForeignKey(
+        "experiments.Experiment",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="from_suggestions",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "rank", "id"]
+
+    def __str__(self) -> str:
+        return self.title

@@ -93,6 +93,9 @@ class Run(models.Model):
     verdict = models.CharField(max_length=16, choices=Verdict.choices, blank=True)
     verdict_confidence = models.FloatField(null=True, blank=True)
     verdict_reason = models.TextField(blank=True)
+    score = models.FloatField(null=True, blank=True, help_text="resilience score 0-100")
+    score_low = models.FloatField(null=True, blank=True)
+    score_high = models.FloatField(null=True, blank=True)
     dry_run = models.BooleanField(default=False)
     started_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL

@@ -40,10 +40,16 @@ class AgentRuntime:
     """Process-wide state of one agent: its proxies and per-fault locks."""
 
     def __init__(self, name: str):
+        from injectors.dns.server import DnsManager
+        from injectors.http.proxy import HttpProxyManager
         from injectors.network.proxy import ProxyManager
 
         self.name = name
         self.proxies = ProxyManager()
+        # HTTP (L7) proxies and DNS responders get managers, i.e. loop threads, of their
+        # own, so a busy or slow fault in one family never stalls another's traffic.
+        self.http_proxies = HttpProxyManager()
+        self.dns = DnsManager()
         self._locks: dict[int, threading.Lock] = defaultdict(threading.Lock)
         self._locks_guard = threading.Lock()
         self._stop = threading.Event()
@@ -65,6 +71,8 @@ class AgentRuntime:
     def stop(self) -> None:
         self._stop.set()
         self.proxies.stop()
+        self.http_proxies.stop()
+        self.dns.stop()
 
     # -- housekeeping -----------------------------------------------------------------
     def heartbeat(self, *, started: bool = False) -> None:
@@ -81,9 +89,12 @@ class AgentRuntime:
     def sync_proxies(self) -> None:
         """Listen on every proxy that this agent's targets declare."""
         from experiments.models import Target
+        from injectors.dns.server import wanted_dns_responders
+        from injectors.http.proxy import wanted_http_proxies
 
+        targets = list(Target.objects.filter(agent=self.name))
         wanted: dict[str, tuple[str, str]] = {}
-        for target in Target.objects.filter(agent=self.name):
+        for target in targets:
             for proxy_name, proxy in (target.config or {}).get("proxies", {}).items():
                 wanted[proxy_key(target.name, proxy_name)] = (proxy["listen"], proxy["upstream"])
         for key, (listen, upstream) in wanted.items():
@@ -93,6 +104,13 @@ class AgentRuntime:
                 log.error("agent %s: proxy %s on %s not started: %s", self.name, key, listen, exc)
         for key in set(self.proxies.proxy_names()) - set(wanted):
             self.proxies.remove_proxy(key)
+        # config.http_proxies and config.dns: the same reconcile, each on its own manager.
+        for manager, family_wanted in (
+            (self.http_proxies, wanted_http_proxies(targets)),
+            (self.dns, wanted_dns_responders(targets)),
+        ):
+            for key, error in manager.sync(family_wanted).items():
+                log.error("agent %s: %s %s not started: %s", self.name, manager.noun, key, error)
 
     def recover_leftovers(self) -> None:
         """Revert ledger rows a previous run of this agent left open."""

@@ -1,36 +1,24 @@
-"""Turn one run's metric series into a verdict, findings and rule results (analysis v0).
+"""Turn one run's metric series into a verdict, findings, a score and advice (analysis v1).
 
-Per metric the engine compares baseline vs during ("what did the fault do?") and baseline
-vs recovery ("did it come back after the revert?") with :func:`compare_windows`, and
-evaluates every hypothesis rule with :func:`evaluate_rule`.
+The engine only orchestrates; each decision lives in its own module so it can be read,
+tested and tuned alone:
 
-Findings (one or more per metric)
-    * ``degradation`` / ``improvement`` / ``no_impact`` — the during comparison.
-    * ``no_recovery`` — recovery still degraded vs baseline; ``recovered`` — a degradation
-      that is gone in the recovery window.
-    * ``hypothesis_violated`` — a failed rule on this metric.
-    * ``insufficient_data`` — a needed window has fewer than ``min_points`` samples.
+* :mod:`analysis.core.rules` — the hypothesis rules, judged on their phase;
+* :mod:`analysis.core.findings` — every detector per metric (window comparison with
+  Benjamini-Hochberg across metrics, CUSUM time to impact / recover, forecast band,
+  isolation forest), merged into findings with severity, confidence and evidence;
+* :mod:`analysis.core.verdict` — passed / failed / inconclusive with a reason;
+* :mod:`analysis.core.score` — resilience score 0–100 with a bootstrap interval;
+* :mod:`analysis.core.recommendations` — what to fix, with the run's numbers;
+* :mod:`analysis.core.suggestions` — :func:`suggest_next` proposes the next experiments.
+  It needs the experiment's history, which only the caller has, so it is a separate
+  call rather than part of :func:`analyse_run`.
 
-    Severity grows with the relative effect (|shift| / |baseline median|): < 25 % low,
-    < 50 % medium, < 100 % high, otherwise critical; an effect with no meaningful ratio
-    (baseline median ~0) is medium. A degradation on a metric whose rule failed is bumped
-    one level; ``no_recovery`` and ``hypothesis_violated`` are at least medium.
-    Confidence is ``(1 - p) x n/(n+5)`` for changes (n = the smaller window), and for
-    "nothing happened" findings ``n/(n+5)`` when the whole shift interval sits inside the
-    tolerance, half that otherwise.
-
-Verdict, first match wins
-    1. A hypothesis rule failed on enough data → ``failed``. Confidence grows with the
-       sample size and with how far past the threshold the worst rule is.
-    2. A needed phase has too little data → ``inconclusive`` (confidence 0). Needed phases
-       are those the rules read (plus baseline for relative rules); without rules,
-       baseline and during of every metric, and recovery of a degraded metric.
-    3. Rules exist and all passed → ``passed`` (confidence from the sample size and the
-       headroom below the thresholds).
-    4. No rules: a metric degraded and still degraded in recovery → ``failed``; otherwise
-       ``passed``. Both with lower confidence (x 0.7 / x 0.6), as no hypothesis was
-       stated and the engine is inferring what "broken" means.
-    5. An aborted run (``aborted_reason``) never ``passed``: it becomes ``inconclusive``.
+``AnalysisResult.to_dict()`` keeps every v0 key (``verdict``, ``confidence``,
+``reason``, ``metrics``, ``rules``, ``findings``) and adds ``score``,
+``recommendations`` and ``detectors``. Finding kinds added in v1: ``error_spike``,
+``saturation``, ``collateral_impact``, ``slow_recovery``; ``improvement`` is now
+``unexpected_improvement``.
 
 Nothing here imports Django; the caller loads series from the database into
 :class:`RunData` and stores :meth:`AnalysisResult.to_dict`.
@@ -38,17 +26,34 @@ Nothing here imports Django; the caller loads series from the database into
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from analysis.core.compare import Better, CompareConfig, Comparison, compare_windows
+from analysis.core import detectors
+from analysis.core.compare import CompareConfig
+from analysis.core.findings import (
+    MetricEvidence,
+    build_findings,
+    gather_evidence,
+    severity_for_effect,
+)
+from analysis.core.model import (
+    PHASES,
+    SEVERITIES,
+    Finding,
+    MetricData,
+    RunData,
+    Verdict,
+    jsonable,
+)
+from analysis.core.recommendations import recommend
 from analysis.core.rules import evaluate_rule
+from analysis.core.score import MetricScoreInput, ScoreResult, resilience_score
 from analysis.core.stats import summarize
+from analysis.core.suggestions import suggest_next
+from analysis.core.verdict import decide_verdict
 
 __all__ = [
     "PHASES",
@@ -61,75 +66,19 @@ __all__ = [
     "analyse_run",
     "jsonable",
     "severity_for_effect",
+    "suggest_next",
 ]
-
-PHASES = ("baseline", "during", "recovery")
-SEVERITIES = ("info", "low", "medium", "high", "critical")
-Verdict = Literal["passed", "failed", "inconclusive"]
-
-_EMPTY = (np.empty(0), np.empty(0))
-
-
-@dataclass
-class MetricData:
-    """One metric's samples split by phase: ``phase -> (timestamps epoch s, values)``."""
-
-    name: str
-    better: Better
-    unit: str
-    phases: dict[str, tuple[np.ndarray, np.ndarray]]
-
-    def series(self, phase: str) -> tuple[np.ndarray, np.ndarray]:
-        """The phase's ``(timestamps, values)``; empty arrays for a phase never collected."""
-        ts, vs = self.phases.get(phase, _EMPTY)
-        return np.asarray(ts, dtype=float), np.asarray(vs, dtype=float)
-
-
-@dataclass
-class RunData:
-    """Everything the engine needs about a finished (or aborted) run.
-
-    ``hypothesis`` holds rule mappings shaped like the spec's ``RuleSpec``;
-    ``interval_s`` is the sampling interval, kept for models that need the cadence.
-    """
-
-    metrics: list[MetricData]
-    hypothesis: list[dict]
-    injected_at: float | None
-    reverted_at: float | None
-    interval_s: float
-    aborted_reason: str = ""
 
 
 @dataclass(frozen=True)
 class AnalysisConfig:
     compare: CompareConfig = field(default_factory=CompareConfig)
+    #: Bootstrap replicates for the score interval (more = smoother, slower).
+    score_replicates: int = 500
 
     @property
     def min_points(self) -> int:
         return self.compare.min_points
-
-
-@dataclass
-class Finding:
-    metric: str
-    kind: str
-    severity: str
-    confidence: float
-    title: str
-    summary: str
-    evidence: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "metric": self.metric,
-            "kind": self.kind,
-            "severity": self.severity,
-            "confidence": round(float(self.confidence), 4),
-            "title": self.title,
-            "summary": self.summary,
-            "evidence": jsonable(self.evidence),
-        }
 
 
 @dataclass
@@ -140,6 +89,9 @@ class AnalysisResult:
     metrics: dict[str, dict[str, Any]]
     rules: list[dict[str, Any]]
     findings: list[Finding]
+    score: dict[str, Any] = field(default_factory=dict)
+    recommendations: list[dict[str, Any]] = field(default_factory=list)
+    detectors: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types only (no numpy scalars, no NaN)."""
@@ -150,229 +102,10 @@ class AnalysisResult:
             "metrics": jsonable(self.metrics),
             "rules": jsonable(self.rules),
             "findings": [f.to_dict() for f in self.findings],
+            "score": jsonable(self.score),
+            "recommendations": jsonable(self.recommendations),
+            "detectors": jsonable(self.detectors),
         }
-
-
-def jsonable(obj: Any) -> Any:
-    """Plain JSON types from numpy scalars/arrays, tuples and datetimes; NaN/inf -> ``None``.
-
-    Shared with the report renderer so stored analyses and reports agree on the encoding.
-    """
-    if isinstance(obj, Mapping):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple | np.ndarray):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, bool | np.bool_):
-        return bool(obj)
-    if isinstance(obj, int | np.integer):
-        return int(obj)
-    if isinstance(obj, float | np.floating):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, datetime | date):
-        return obj.isoformat()
-    return obj
-
-
-# --- severity and confidence -------------------------------------------------------------
-
-
-def severity_for_effect(relative_effect: float | None) -> str:
-    """Severity of a change from its size relative to the baseline median."""
-    if relative_effect is None or not math.isfinite(relative_effect):
-        return "medium"
-    size = abs(relative_effect)
-    if size >= 1.0:
-        return "critical"
-    if size >= 0.5:
-        return "high"
-    if size >= 0.25:
-        return "medium"
-    return "low"
-
-
-def _bump(severity: str, steps: int = 1) -> str:
-    return SEVERITIES[min(len(SEVERITIES) - 1, SEVERITIES.index(severity) + steps)]
-
-
-def _at_least(severity: str, floor: str) -> str:
-    return max(severity, floor, key=SEVERITIES.index)
-
-
-def _sample_factor(n: int) -> float:
-    """Shrinks confidence for small samples: 5 points → 0.5, 30 → 0.86, 100 → 0.95."""
-    return n / (n + 5.0) if n > 0 else 0.0
-
-
-def _change_confidence(c: Comparison) -> float:
-    p = 1.0 if c.p_value is None else c.p_value
-    return (1.0 - p) * _sample_factor(c.n)
-
-
-def _null_confidence(c: Comparison) -> float:
-    return _sample_factor(c.n) * (1.0 if c.within_tolerance else 0.5)
-
-
-def _rule_confidence(rule: Mapping[str, Any]) -> float:
-    """Sample size x distance from the threshold (a quarter past/below it counts as clear)."""
-    distance = min(1.0, abs(rule.get("margin") or 0.0) / 0.25)
-    return _sample_factor(int(rule.get("n") or 0)) * (0.6 + 0.4 * distance)
-
-
-# --- findings ----------------------------------------------------------------------------
-
-
-def _fmt(x: float | None, unit: str = "") -> str:
-    if x is None or not math.isfinite(x):
-        return "n/a"
-    return f"{x:.4g}{' ' + unit if unit else ''}"
-
-
-def _pct(rel: float | None) -> str:
-    return "n/a" if rel is None else f"{rel * 100:+.0f}%"
-
-
-def _evidence(c: Comparison, phase: str, unit: str) -> dict[str, Any]:
-    shift = c.shift
-    return {
-        "phase": phase,
-        "unit": unit,
-        "baseline_median": c.baseline.p50,
-        "window_median": c.window.p50,
-        "baseline_p95": c.baseline.p95,
-        "window_p95": c.window.p95,
-        "p_value": c.p_value,
-        "shift": None if shift is None else shift.shift,
-        "shift_ci": None if shift is None else [shift.low, shift.high],
-        "ci_level": c.config.confidence,
-        "relative_effect": c.relative_effect,
-        "tolerance": c.tolerance,
-        "n_baseline": c.baseline.n,
-        "n_window": c.window.n,
-    }
-
-
-def _change_text(c: Comparison, phase: str, unit: str) -> str:
-    shift = c.shift
-    assert shift is not None
-    return (
-        f"Median moved from {_fmt(c.baseline.p50, unit)} (baseline) to "
-        f"{_fmt(c.window.p50, unit)} ({phase}); shift {_fmt(shift.shift, unit)} "
-        f"[{c.config.confidence:.0%} CI {_fmt(shift.low)} … {_fmt(shift.high)}], "
-        f"{_pct(c.relative_effect)} of baseline, p={c.p_value:.2g}, "
-        f"n={c.baseline.n}/{c.window.n}."
-    )
-
-
-def _insufficient(metric: MetricData, c: Comparison, phase: str, min_points: int) -> Finding:
-    return Finding(
-        metric=metric.name,
-        kind="insufficient_data",
-        severity="info",
-        confidence=1.0,
-        title=f"{metric.name}: too little data to compare {phase} with baseline",
-        summary=(
-            f"Baseline has {c.baseline.n} and {phase} has {c.window.n} usable samples; "
-            f"at least {min_points} each are needed."
-        ),
-        evidence={"phase": phase, "n_baseline": c.baseline.n, "n_window": c.window.n},
-    )
-
-
-def _during_finding(metric: MetricData, c: Comparison, rule_failed: bool) -> Finding:
-    ev = _evidence(c, "during", metric.unit)
-    if c.outcome == "degraded":
-        sev = severity_for_effect(c.relative_effect)
-        return Finding(
-            metric.name,
-            "degradation",
-            _bump(sev) if rule_failed else sev,
-            _change_confidence(c),
-            f"{metric.name} degraded during the fault ({_pct(c.relative_effect)})",
-            _change_text(c, "during", metric.unit),
-            ev,
-        )
-    if c.outcome == "improved":
-        return Finding(
-            metric.name,
-            "improvement",
-            "info",
-            _change_confidence(c),
-            f"{metric.name} improved during the fault ({_pct(c.relative_effect)})",
-            _change_text(c, "during", metric.unit),
-            ev,
-        )
-    return Finding(
-        metric.name,
-        "no_impact",
-        "info",
-        _null_confidence(c),
-        f"{metric.name}: no material change during the fault",
-        (
-            f"Median {_fmt(c.baseline.p50, metric.unit)} → {_fmt(c.window.p50, metric.unit)}, "
-            f"p={c.p_value:.2g}; changes within ±{_fmt(c.tolerance, metric.unit)} "
-            "are treated as noise."
-        ),
-        ev,
-    )
-
-
-def _recovery_finding(metric: MetricData, during: Comparison, c: Comparison) -> Finding | None:
-    """``no_recovery`` when recovery is still worse, ``recovered`` after a degradation."""
-    ev = _evidence(c, "recovery", metric.unit)
-    if c.outcome == "degraded":
-        late = "" if during.outcome == "degraded" else " (it degraded only after the revert)"
-        return Finding(
-            metric.name,
-            "no_recovery",
-            _at_least(severity_for_effect(c.relative_effect), "medium"),
-            _change_confidence(c),
-            f"{metric.name} did not recover after the revert{late}",
-            _change_text(c, "recovery", metric.unit),
-            ev,
-        )
-    if during.outcome == "degraded":
-        return Finding(
-            metric.name,
-            "recovered",
-            "info",
-            _null_confidence(c) if c.outcome == "ok" else _change_confidence(c),
-            f"{metric.name} recovered after the revert",
-            (
-                f"Recovery median {_fmt(c.window.p50, metric.unit)} vs baseline "
-                f"{_fmt(c.baseline.p50, metric.unit)} (p={c.p_value:.2g}): back within "
-                "tolerance."
-            ),
-            ev,
-        )
-    return None
-
-
-def _rule_finding(rule: Mapping[str, Any], unit: str) -> Finding:
-    margin = rule.get("margin") or 0.0
-    if margin >= 1.0:
-        sev = "critical"
-    elif margin >= 0.25:
-        sev = "high"
-    else:
-        sev = "medium"
-    return Finding(
-        rule["metric"],
-        "hypothesis_violated",
-        sev,
-        _rule_confidence(rule),
-        f"Hypothesis violated: {rule.get('name') or rule['metric']}",
-        rule["explanation"],
-        {
-            "unit": unit,
-            "aggregate": rule["aggregate"],
-            "phase": rule["phase"],
-            "observed": rule["observed"],
-            "effective_threshold": rule["effective_threshold"],
-            "operator": rule["operator"],
-            "margin": margin,
-            "n": rule["n"],
-        },
-    )
 
 
 # --- rules -------------------------------------------------------------------------------
@@ -402,153 +135,116 @@ def _evaluate_rules(run: RunData, min_points: int) -> list[dict[str, Any]]:
     return results
 
 
-# --- verdict -----------------------------------------------------------------------------
+# --- score -------------------------------------------------------------------------------
 
 
-def _too_few(rule: Mapping[str, Any], min_points: int) -> str:
-    if rule["n"] < min_points:
-        return f"{rule['metric']} has {rule['n']} {rule['phase']} samples (need {min_points})"
-    return f"{rule['metric']} has {rule['n_baseline']} baseline samples (need {min_points})"
+def _recovery_window(metric: MetricData, interval_s: float) -> float:
+    ts = metric.series("recovery")[0]
+    ts = ts[np.isfinite(ts)]
+    return float(ts[-1] - ts[0] + interval_s) if ts.size else 0.0
 
 
-def _with_abort(
-    run: RunData, verdict: Verdict, confidence: float, reason: str
-) -> tuple[Verdict, float, str]:
-    if run.aborted_reason and verdict == "passed":
-        return (
-            "inconclusive",
-            0.0,
-            f"The run was aborted ({run.aborted_reason}), so the hypothesis could not be "
-            "confirmed.",
-        )
-    return verdict, confidence, reason
+def _slowness(e: MetricEvidence, interval_s: float) -> float:
+    """0 = back at once (or never hurt), 1 = never back within the recovery window."""
+    if e.during_outcome != "degraded" and e.recovery_outcome != "degraded":
+        return 0.0
+    if e.recovered is False:
+        return 1.0
+    seconds = (e.recovery_time or {}).get("seconds")
+    window = _recovery_window(e.metric, interval_s)
+    if seconds is None or window <= 0:
+        return 0.0
+    return min(1.0, float(seconds) / window)
 
 
-def _verdict(
+def _score(
     run: RunData,
+    evidence: dict[str, MetricEvidence],
     rules: list[dict[str, Any]],
-    comparisons: dict[str, tuple[Comparison, Comparison]],
-    min_points: int,
-) -> tuple[Verdict, float, str]:
-    failed = [r for r in rules if r["passed"] is False and r["enough_data"]]
-    if failed:
-        worst = max(failed, key=lambda r: r["margin"] or 0.0)
-        more = f" (and {len(failed) - 1} more rule(s))" if len(failed) > 1 else ""
-        return "failed", _rule_confidence(worst), f"{worst['explanation']}{more}".strip()
-
-    if not run.metrics:
-        return "inconclusive", 0.0, "No metrics were collected for this run."
-
-    missing: list[str] = []
-    if rules:
-        missing = [
-            r["explanation"].rstrip(".") if r["passed"] is None else _too_few(r, min_points)
-            for r in rules
-            if not r["enough_data"]
-        ]
-    else:
-        for name, (during, recovery) in comparisons.items():
-            if during.outcome == "insufficient":
-                missing.append(
-                    f"{name} has {during.baseline.n} baseline and {during.window.n} during "
-                    f"samples (need {min_points})"
-                )
-            elif during.outcome == "degraded" and recovery.outcome == "insufficient":
-                missing.append(f"{name} degraded but has only {recovery.window.n} recovery samples")
-    if missing:
-        return "inconclusive", 0.0, f"Too little data to judge: {'; '.join(missing)}."
-
-    if rules:
-        conf = min(_rule_confidence(r) for r in rules)
-        return _with_abort(run, "passed", conf, f"All {len(rules)} hypothesis rule(s) held.")
-
-    stuck = [
-        (name, rec)
-        for name, (during, rec) in comparisons.items()
-        if during.outcome == "degraded" and rec.outcome == "degraded"
-    ]
-    if stuck:
-        names = ", ".join(name for name, _ in stuck)
-        conf = 0.7 * max(_change_confidence(rec) for _, rec in stuck)
-        return (
-            "failed",
-            conf,
-            f"No hypothesis was given and {names} degraded without recovering after the revert.",
+    cfg: AnalysisConfig,
+) -> ScoreResult:
+    inputs = [
+        MetricScoreInput(
+            name=e.name,
+            better=e.metric.better,
+            baseline=e.metric.series("baseline")[1],
+            during=e.metric.series("during")[1],
+            recovery=e.metric.series("recovery")[1],
+            tolerance=e.during.tolerance or 0.0,
+            slowness=_slowness(e, run.interval_s),
         )
-    conf = 0.6 * min(_sample_factor(d.n) for d, _ in comparisons.values())
-    degraded = [n for n, (d, _) in comparisons.items() if d.outcome == "degraded"]
-    detail = (
-        f"{', '.join(degraded)} degraded during the fault but recovered"
-        if degraded
-        else "no metric degraded without recovering"
-    )
-    return _with_abort(run, "passed", conf, f"No hypothesis was given and {detail}.")
+        for e in evidence.values()
+        if e.during_outcome != "insufficient"
+    ]
+    return resilience_score(inputs, rules, n_boot=cfg.score_replicates)
+
+
+# --- per-metric summary --------------------------------------------------------------------
+
+
+def summary_dict(metric: MetricData, phase: str) -> dict[str, Any]:
+    """Robust summary of one phase of one metric, JSON-ready."""
+    return summarize(metric.series(phase)[1]).to_dict()
+
+
+def _metric_entry(e: MetricEvidence) -> dict[str, Any]:
+    m = e.metric
+    return {
+        "name": m.name,
+        "unit": m.unit,
+        "better": m.better,
+        "role": e.role,
+        "component": m.component,
+        "targeted": not m.collateral,
+        # The comparisons already summarised each phase; reuse rather than recompute.
+        "phases": {
+            "baseline": e.during.baseline.to_dict(),
+            "during": e.during.window.to_dict(),
+            "recovery": e.recovery.window.to_dict(),
+        },
+        "during": {**e.during.to_dict(), "p_adjusted": e.p_during_adj},
+        "recovery": {**e.recovery.to_dict(), "p_adjusted": e.p_recovery_adj},
+        "outcome": e.during_outcome,
+        "recovery_outcome": e.recovery_outcome,
+        "recovered": e.recovered,
+        "baseline_cv": e.baseline_cv,
+        "time_to_impact": e.impact,
+        "time_to_recover": e.recovery_time,
+        "degradation_area": e.area,
+        "forecast": e.forecast,
+        "if_contribution": e.if_contribution,
+        "detectors": e.votes,
+    }
 
 
 # --- entry point -------------------------------------------------------------------------
 
 
 def analyse_run(run: RunData, config: AnalysisConfig | None = None) -> AnalysisResult:
-    """Analyse one run: comparisons per metric, rule results, findings and a verdict."""
+    """Analyse one run: detectors per metric, rule results, findings, verdict, score, advice."""
     cfg = config or AnalysisConfig()
     min_points = cfg.min_points
     rules = _evaluate_rules(run, min_points)
-    # A "violation" seen on a handful of points is not evidence; it shows in the rule
-    # results and makes the verdict inconclusive instead.
-    failed_metrics = {r["metric"] for r in rules if r["passed"] is False and r["enough_data"]}
-    units = {m.name: m.unit for m in run.metrics}
-
-    findings: list[Finding] = []
-    metrics: dict[str, dict[str, Any]] = {}
-    comparisons: dict[str, tuple[Comparison, Comparison]] = {}
-    for metric in run.metrics:
-        base = metric.series("baseline")[1]
-        during = compare_windows(base, metric.series("during")[1], metric.better, cfg.compare)
-        recovery = compare_windows(base, metric.series("recovery")[1], metric.better, cfg.compare)
-        comparisons[metric.name] = (during, recovery)
-
-        if during.outcome == "insufficient":
-            findings.append(_insufficient(metric, during, "during", min_points))
-        else:
-            findings.append(_during_finding(metric, during, metric.name in failed_metrics))
-        if recovery.outcome == "insufficient":
-            if during.outcome == "degraded":
-                findings.append(_insufficient(metric, recovery, "recovery", min_points))
-        else:
-            rec = _recovery_finding(metric, during, recovery)
-            if rec is not None:
-                findings.append(rec)
-
-        recovered: bool | None = None
-        if recovery.outcome != "insufficient":
-            recovered = recovery.outcome != "degraded"
-        metrics[metric.name] = {
-            "name": metric.name,
-            "unit": metric.unit,
-            "better": metric.better,
-            "phases": {p: summary_dict(metric, p) for p in PHASES},
-            "during": during.to_dict(),
-            "recovery": recovery.to_dict(),
-            "outcome": during.outcome,
-            "recovered": recovered,
-        }
-
-    for rule in rules:
-        if rule["passed"] is False and rule["enough_data"]:
-            findings.append(_rule_finding(rule, units.get(rule["metric"], "")))
-
-    verdict, confidence, reason = _verdict(run, rules, comparisons, min_points)
-    findings.sort(key=lambda f: (-SEVERITIES.index(f.severity), -f.confidence, f.metric))
+    evidence, joint = gather_evidence(run, cfg.compare)
+    findings = build_findings(run, evidence, rules, min_points)
+    verdict = decide_verdict(run, rules, evidence, min_points)
+    score = _score(run, evidence, rules, cfg)
+    metrics = {name: _metric_entry(e) for name, e in evidence.items()}
+    advice = recommend(
+        [f.to_dict() for f in findings],
+        fault=run.fault,
+        intensity=run.intensity,
+        interval_s=run.interval_s,
+        fault_duration=run.fault_duration,
+    )
     return AnalysisResult(
-        verdict=verdict,
-        confidence=float(min(1.0, max(0.0, confidence))),
-        reason=reason,
+        verdict=verdict.verdict,
+        confidence=verdict.confidence,
+        reason=verdict.reason,
         metrics=metrics,
         rules=rules,
         findings=findings,
+        score=score.to_dict(),
+        recommendations=advice,
+        detectors={"available": dict(detectors.DETECTORS), "multivariate": joint},
     )
-
-
-def summary_dict(metric: MetricData, phase: str) -> dict[str, Any]:
-    """Robust summary of one phase of one metric, JSON-ready."""
-    return summarize(metric.series(phase)[1]).to_dict()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from injectors.base import (
     FieldError,
@@ -27,10 +27,18 @@ __all__ = [
     "BandwidthParams",
     "BlackholeInjector",
     "BlackholeParams",
+    "DownInjector",
+    "DownParams",
     "LatencyInjector",
     "LatencyParams",
+    "LimitDataInjector",
+    "LimitDataParams",
     "ResetPeerInjector",
     "ResetPeerParams",
+    "SlicerInjector",
+    "SlicerParams",
+    "SlowCloseInjector",
+    "SlowCloseParams",
 ]
 
 #: Ten minutes: longer delays are indistinguishable from a blackhole and only hold memory.
@@ -64,6 +72,39 @@ class BlackholeParams(ProxyParams):
     close_after_ms: float | None = Field(
         default=None, ge=0, le=MAX_MS, description="close after this long; None = hold open"
     )
+
+
+class SlicerParams(ProxyParams):
+    size_bytes: int = Field(gt=0, le=65536, description="average bytes per slice")
+    size_variation: int = Field(
+        default=0, ge=0, description="uniform ± spread of the slice size; < size_bytes"
+    )
+    delay_us: float = Field(
+        default=0, ge=0, le=1_000_000, description="pause between slices, microseconds"
+    )
+
+    @field_validator("size_variation")
+    @classmethod
+    def _smaller_than_size(cls, value: int, info: ValidationInfo) -> int:
+        # A variation as large as the size could produce empty slices, i.e. no progress.
+        size = info.data.get("size_bytes")
+        if size is not None and value >= size:
+            raise ValueError(f"must be smaller than size_bytes ({size})")
+        return value
+
+
+class SlowCloseParams(ProxyParams):
+    delay_ms: float = Field(gt=0, le=MAX_MS, description="how long the close (EOF) waits")
+
+
+class LimitDataParams(ProxyParams):
+    bytes: int = Field(ge=0, description="bytes let through per connection before closing")
+
+
+class DownParams(Params):
+    """No direction: a service that is down refuses whole connections."""
+
+    proxy: str = Field(min_length=1, description="name of one of the target's proxies")
 
 
 def _num(value: float) -> str:
@@ -126,7 +167,7 @@ class _ProxyFaultInjector(Injector):
                 kind=self.kind,  # type: ignore[arg-type]
                 share=ctx.intensity,
                 expires_at=ctx.expires_at,
-                direction=params["direction"],
+                direction=params.get("direction", "both"),
                 **self.rule_fields(params),
             )
         except ValueError as exc:
@@ -224,3 +265,66 @@ class BlackholeInjector(_ProxyFaultInjector):
             else "hold connections open"
         )
         return f"silently drop {_traffic(params['direction'])} and {then}"
+
+
+class SlicerInjector(_ProxyFaultInjector):
+    name = "network.slicer"
+    summary = "Cut the stream into small writes with a pause between them (partial reads)."
+    params_model = SlicerParams
+    kind = "slicer"
+
+    def rule_fields(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "size_bytes": params["size_bytes"],
+            "size_variation": params["size_variation"],
+            "delay_us": params["delay_us"],
+        }
+
+    def effect(self, params: dict[str, Any]) -> str:
+        spread = f" ± {params['size_variation']}" if params["size_variation"] else ""
+        return (
+            f"split {_traffic(params['direction'])} into writes of {params['size_bytes']}"
+            f"{spread} bytes with {_num(params['delay_us'])} µs between them"
+        )
+
+
+class SlowCloseInjector(_ProxyFaultInjector):
+    name = "network.slow_close"
+    summary = "Forward the connection's close (FIN) late, after all its data."
+    params_model = SlowCloseParams
+    kind = "slow_close"
+
+    def rule_fields(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"close_delay_ms": params["delay_ms"]}
+
+    def effect(self, params: dict[str, Any]) -> str:
+        return (
+            f"delay the close (FIN) of {_traffic(params['direction'])} by "
+            f"{_num(params['delay_ms'])} ms"
+        )
+
+
+class LimitDataInjector(_ProxyFaultInjector):
+    name = "network.limit_data"
+    summary = "Close a connection once a number of bytes has passed in one direction."
+    params_model = LimitDataParams
+    kind = "limit_data"
+
+    def rule_fields(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"limit_bytes": params["bytes"]}
+
+    def effect(self, params: dict[str, Any]) -> str:
+        return (
+            f"close connections (FIN both ways) once {params['bytes']} bytes of "
+            f"{_traffic(params['direction'])} have passed"
+        )
+
+
+class DownInjector(_ProxyFaultInjector):
+    name = "network.down"
+    summary = "Act as if the dependency were down: RST new connections and reset open ones."
+    params_model = DownParams
+    kind = "down"
+
+    def effect(self, params: dict[str, Any]) -> str:
+        return "answer new connections with a TCP RST and reset open ones"

@@ -15,6 +15,11 @@ Design notes (why it is built this way):
 * Bandwidth is a token bucket applied at write time, re-reading the rule for every slice.
 * Connection-level effects (reset, blackhole close) are timed by a per-connection
   supervisor that wakes when rules change, so they also hit already-open connections.
+* The write path re-reads the rules for every piece it writes, which is where slicing,
+  the data limit and the bandwidth bucket all cut a chunk; ``slow_close`` only delays the
+  EOF marker, and ``down`` is a reset that also greets every new affected connection.
+* The manager is generic over what it hosts (``server_class``), so the HTTP proxy and the
+  DNS responder reuse its thread-safe loop plumbing instead of copying it.
 """
 
 from __future__ import annotations
@@ -35,9 +40,20 @@ from injectors.base import InjectionError
 
 __all__ = ["FaultProxy", "ProxyError", "ProxyManager", "ProxyRule", "parse_address", "proxy_key"]
 
-Kind = Literal["latency", "bandwidth", "reset_peer", "blackhole"]
+Kind = Literal[
+    "latency", "bandwidth", "reset_peer", "blackhole", "slicer", "slow_close", "limit_data", "down"
+]
 Direction = Literal["downstream", "upstream", "both"]
-KINDS: tuple[str, ...] = ("latency", "bandwidth", "reset_peer", "blackhole")
+KINDS: tuple[str, ...] = (
+    "latency",
+    "bandwidth",
+    "reset_peer",
+    "blackhole",
+    "slicer",
+    "slow_close",
+    "limit_data",
+    "down",
+)
 DIRECTIONS: tuple[str, ...] = ("downstream", "upstream", "both")
 
 #: Bytes per "k" in ``rate_kbps``; rates are in kilobytes (KiB) per second.
@@ -64,8 +80,13 @@ class ProxyRule:
     """One fault on one proxy. Frozen, so it can be shared across threads safely.
 
     ``direction`` names where bytes flow: *downstream* is upstream → client (responses),
-    *upstream* is client → upstream (requests). ``reset_peer`` acts on whole connections
-    and ignores it. Kind-specific fields are ignored by other kinds.
+    *upstream* is client → upstream (requests). ``reset_peer`` and ``down`` act on whole
+    connections and ignore it. Kind-specific fields are ignored by other kinds:
+
+    * ``slicer``: ``size_bytes`` ± ``size_variation`` per write, ``delay_us`` between writes;
+    * ``slow_close``: the EOF of the direction is forwarded ``close_delay_ms`` late;
+    * ``limit_data``: the connection is closed once ``limit_bytes`` have passed in the
+      direction while the rule applied (counted per connection and rule).
     """
 
     id: str
@@ -78,6 +99,11 @@ class ProxyRule:
     rate_kbps: float | None = None
     reset_after_ms: float = 0.0
     close_after_ms: float | None = None
+    size_bytes: int = 0
+    size_variation: int = 0
+    delay_us: float = 0.0
+    close_delay_ms: float = 0.0
+    limit_bytes: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -94,6 +120,16 @@ class ProxyRule:
             raise ValueError("a bandwidth rule needs rate_kbps > 0")
         if self.close_after_ms is not None and self.close_after_ms < 0:
             raise ValueError("close_after_ms must be >= 0 or None")
+        if self.kind == "slicer" and self.size_bytes <= 0:
+            raise ValueError("a slicer rule needs size_bytes > 0")
+        if not 0 <= self.size_variation < max(self.size_bytes, 1):
+            raise ValueError("size_variation must be >= 0 and smaller than size_bytes")
+        if self.delay_us < 0 or self.close_delay_ms < 0:
+            raise ValueError("delay_us and close_delay_ms must be >= 0")
+        if self.kind == "slow_close" and self.close_delay_ms <= 0:
+            raise ValueError("a slow_close rule needs close_delay_ms > 0")
+        if self.kind == "limit_data" and (self.limit_bytes is None or self.limit_bytes < 0):
+            raise ValueError("a limit_data rule needs limit_bytes >= 0")
 
     def applies(self, u: float, direction: str, now: float) -> bool:
         """True if this rule hits a connection that drew ``u``, for bytes going ``direction``."""
@@ -168,6 +204,8 @@ class _Direction:
         self.last_release = 0.0
         self.busy = False  # the writer holds a dequeued chunk not yet fully written
         self.bucket = _TokenBucket()
+        #: Bytes written while each limit_data rule applied, by rule id.
+        self.counted: dict[str, int] = {}
 
     async def read_loop(self) -> None:
         proxy, loop = self.conn.proxy, self.conn.loop
@@ -187,6 +225,9 @@ class _Direction:
                 if r.kind == "latency":
                     jitter = proxy.rng.uniform(-r.jitter_ms, r.jitter_ms) if r.jitter_ms else 0.0
                     delay += max(0.0, r.latency_ms + jitter) / 1000.0
+                elif r.kind == "slow_close" and not data:
+                    # Only the EOF waits: the data before it flows on time, the close is late.
+                    delay += r.close_delay_ms / 1000.0
             if data and not rules and not self.busy and self.queue.empty():
                 # Fast path: nothing to delay or pace and nothing queued ahead of us, so skip
                 # the hop through the writer task (it halves the proxy's own overhead).
@@ -220,16 +261,38 @@ class _Direction:
                 return
             view = memoryview(data)
             while view:
+                rules = proxy.active_rules(self.conn.u, self.name)
+                size = len(view)
+                slicer = next((r for r in rules if r.kind == "slicer"), None)
+                if slicer is not None:
+                    spread = slicer.size_variation
+                    size = min(size, slicer.size_bytes + proxy.rng.randint(-spread, spread))
+                limits = [r for r in rules if r.kind == "limit_data"]
+                allowance = min(
+                    ((r.limit_bytes or 0) - self.counted.get(r.id, 0) for r in limits),
+                    default=None,
+                )
+                if allowance is not None:
+                    size = min(size, max(allowance, 0))
                 rate = proxy.rate_limit(self.conn.u, self.name)
-                if rate is None:
-                    piece, view = view, view[len(view) :]
-                else:
-                    size = int(self.bucket.burst(rate))
-                    piece, view = view[:size], view[size:]
-                    await self.bucket.spend(len(piece), rate, loop)
-                self.dst.write(piece)
-                await self.dst.drain()
-                proxy.stats[f"bytes_{self.name}"] += len(piece)
+                if rate is not None:
+                    size = min(size, int(self.bucket.burst(rate)))
+                piece, view = view[:size], view[size:]
+                if piece:
+                    if rate is not None:
+                        await self.bucket.spend(len(piece), rate, loop)
+                    self.dst.write(piece)
+                    await self.dst.drain()
+                    proxy.stats[f"bytes_{self.name}"] += len(piece)
+                    for r in limits:
+                        self.counted[r.id] = self.counted.get(r.id, 0) + len(piece)
+                if allowance is not None and allowance <= len(piece):
+                    # The limit is reached: what was allowed got through, the rest never will.
+                    proxy.stats["bytes_dropped"] += len(view)
+                    self.conn.close_by_fault()
+                    return
+                if slicer is not None and view and slicer.delay_us:
+                    await asyncio.sleep(slicer.delay_us / 1_000_000)
             self.busy = False
             self.in_flight -= len(data)
             if self.in_flight <= MAX_IN_FLIGHT:
@@ -257,6 +320,12 @@ class _Connection:
 
     async def run(self) -> None:
         self.task = asyncio.current_task()
+        if any(r.kind == "down" for r in self.proxy.active_rules(self.u, None)):
+            # The service is "down" for this connection: greet it with a RST and never dial
+            # the upstream, which is what a crashed or firewalled dependency looks like.
+            self.proxy.stats["connections_refused"] += 1
+            _abort_with_rst(self.client_writer)
+            return
         supervisor = asyncio.ensure_future(self.supervise())
         try:
             await self._proxy()
@@ -297,6 +366,7 @@ class _Connection:
             now = self.loop.time()
             rules = self.proxy.active_rules(self.u, None)
             resets = [r.reset_after_ms for r in rules if r.kind == "reset_peer"]
+            resets += [0.0 for r in rules if r.kind == "down"]
             closes = [
                 r.close_after_ms
                 for r in rules
@@ -310,11 +380,7 @@ class _Connection:
                 self._cancel_main()
                 return
             if close_at is not None and now >= close_at:
-                self.proxy.stats["connections_closed_by_fault"] += 1
-                self._cancel_main()
-                for w in (self.client_writer, self.upstream_writer):
-                    if w is not None:
-                        w.close()
+                self.close_by_fault()
                 return
             deadlines = [d for d in (reset_at, close_at) if d is not None]
             # Without deadlines only a rule change matters; with one, also wake to re-check
@@ -322,6 +388,14 @@ class _Connection:
             timeout = min(deadlines) - now if deadlines else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.rules_changed.wait(), timeout)
+
+    def close_by_fault(self) -> None:
+        """Close both sides with a FIN (not a RST) and stop proxying: a fault, not a crash."""
+        self.proxy.stats["connections_closed_by_fault"] += 1
+        self._cancel_main()
+        for w in (self.client_writer, self.upstream_writer):
+            if w is not None:
+                w.close()
 
     def _cancel_main(self) -> None:
         if self.task is not None and self.task is not asyncio.current_task():
@@ -351,6 +425,7 @@ class FaultProxy:
             "connections_active": 0,
             "connections_reset": 0,
             "connections_closed_by_fault": 0,
+            "connections_refused": 0,
             "upstream_errors": 0,
             "bytes_upstream": 0,
             "bytes_downstream": 0,
@@ -451,12 +526,19 @@ class ProxyManager:
     on first use, so callers need not remember to call ``start``.
     """
 
+    #: What the manager hosts; subclasses host other servers with the same interface
+    #: (``start``/``close``/``set_rule``/``remove_rule``/``rules``/``stats``, ``bound``).
+    server_class: Any = FaultProxy
+    #: What error messages call one hosted server, and several.
+    noun, nouns = "proxy", "proxies"
+    thread_name = "scep-proxy-loop"
+
     def __init__(self, rng: random.Random | None = None) -> None:
         self._rng = rng
         self._lock = threading.RLock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._proxies: dict[str, FaultProxy] = {}
+        self._proxies: dict[str, Any] = {}
 
     def start(self) -> None:
         with self._lock:
@@ -476,7 +558,7 @@ class ProxyManager:
                 loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
                 loop.close()
 
-            self._thread = threading.Thread(target=run, name="scep-proxy-loop", daemon=True)
+            self._thread = threading.Thread(target=run, name=self.thread_name, daemon=True)
             self._loop = loop
             self._thread.start()
             ready.wait(CALL_TIMEOUT)
@@ -518,7 +600,7 @@ class ProxyManager:
         Idempotent: the same definition is a no-op; a changed one restarts the proxy
         (its rules are kept). Listening has begun when this returns.
         """
-        listen_addr, upstream_addr = parse_address(listen), parse_address(upstream)
+        listen_addr, upstream_addr = parse_address(listen), self.parse_upstream(upstream)
         with self._lock:
             self.start()
 
@@ -530,7 +612,7 @@ class ProxyManager:
                         return current.bound  # type: ignore[return-value]
                     await current.close()
                     del self._proxies[name]
-                proxy = FaultProxy(name, listen_addr, upstream_addr, self._rng)
+                proxy = self.server_class(name, listen_addr, upstream_addr, self._rng)
                 if current is not None:
                     for rule in current.rules():
                         proxy.set_rule(rule)
@@ -554,6 +636,27 @@ class ProxyManager:
                 return True
 
             return self._call(remove())
+
+    @staticmethod
+    def parse_upstream(upstream: str) -> Any:
+        """Turn the configured upstream into what ``server_class`` expects."""
+        return parse_address(upstream)
+
+    def sync(self, wanted: dict[str, tuple[str, str]]) -> dict[str, str]:
+        """Host exactly ``wanted`` (key → (listen, upstream)); return key → error.
+
+        One bad entry (a port taken) must not stop the others, so errors are collected,
+        not raised; servers no longer wanted are stopped.
+        """
+        errors: dict[str, str] = {}
+        for key, (listen, upstream) in wanted.items():
+            try:
+                self.ensure_proxy(key, listen, upstream)
+            except Exception as exc:
+                errors[key] = str(exc)
+        for key in set(self.proxy_names()) - set(wanted):
+            self.remove_proxy(key)
+        return errors
 
     def proxy_names(self) -> list[str]:
         with self._lock:
@@ -595,12 +698,12 @@ class ProxyManager:
 
         return self._call(self._on_loop(snapshot))
 
-    def _get(self, name: str) -> FaultProxy:
+    def _get(self, name: str) -> Any:
         with self._lock:
             proxy = self._proxies.get(name)
         if proxy is None:
             known = ", ".join(sorted(self._proxies)) or "none"
-            raise ProxyError(f"no proxy named {name!r}; running proxies: {known}")
+            raise ProxyError(f"no {self.noun} named {name!r}; running {self.nouns}: {known}")
         return proxy
 
     @staticmethod

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 def test_the_demo_injects_latency_judges_it_and_writes_the_reports(broker_dir):
     result = subprocess.run(
-        [sys.executable, "-m", "scep", "demo", "--json", "--windows", "4,5,3"],
+        [sys.executable, "-m", "scep", "demo", "--json", "--windows", "8,6,4"],
         env=platform_env(broker_dir),
         cwd=ROOT,
         capture_output=True,

@@ -91,7 +91,7 @@ class Stack:
                 "params": {"proxy": "downstream", "latency_ms": 150},
             },
             "duration": 4,
-            "baseline": 3,
+            "baseline": 4,
             "recovery": 3,
             "interval": 0.5,
             "metrics": [

@@ -139,7 +139,18 @@ def test_to_dict_is_plain_json() -> None:
     m.phases["during"][1][3] = np.nan
     d = analyse_run(run([m], [p95_rule(250)])).to_dict()
     assert json.loads(json.dumps(d, allow_nan=False)) == d
-    assert set(d) == {"verdict", "confidence", "reason", "metrics", "rules", "findings"}
+    # v1 added score, recommendations and detectors; every v0 key is still there.
+    assert set(d) == {
+        "verdict",
+        "confidence",
+        "reason",
+        "metrics",
+        "rules",
+        "findings",
+        "score",
+        "recommendations",
+        "detectors",
+    }
     f = d["findings"][0]
     assert set(f) == {"metric", "kind", "severity", "confidence", "title", "summary", "evidence"}
     assert d["metrics"]["api_latency"]["phases"]["during"]["n"] == 29

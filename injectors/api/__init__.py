@@ -1,0 +1,1 @@
+"""REST endpoints owned by the injectors app (mounted under ``/api/v1/``)."""

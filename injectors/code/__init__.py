@@ -1,0 +1,1 @@
+"""Code faults: failure flags that applications evaluate in-process through ``scep_flags``."""

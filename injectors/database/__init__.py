@@ -1,0 +1,1 @@
+"""Database faults against PostgreSQL and Redis (``database.*`` fault types)."""
