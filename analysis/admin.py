@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from analysis.models import Finding, MetricSeries
+from analysis.models import Finding, MetricSeries, Suggestion
 
 
 class ReadOnlyAdminMixin:
@@ -37,3 +37,12 @@ class FindingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("title", "run", "metric", "kind", "severity", "confidence", "created_at")
     list_filter = ("severity", "kind")
     search_fields = ("title", "summary", "metric", "run__experiment__name")
+
+
+@admin.register(Suggestion)
+class SuggestionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Suggestions are accepted through the API or UI (which creates the experiment)."""
+
+    list_display = ("run", "rank", "kind", "title", "status", "experiment", "created_at")
+    list_filter = ("kind", "status")
+    search_fields = ("title", "rationale")

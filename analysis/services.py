@@ -14,9 +14,17 @@ from django.db import transaction
 
 from analysis.core.engine import AnalysisResult, MetricData, RunData
 from analysis.core.engine import analyse_run as analyse_core
-from analysis.models import Finding, MetricSeries
+from analysis.models import Finding, MetricSeries, Suggestion, SuggestionStatus
 
-__all__ = ["analyse_run", "build_report", "load_series", "write_report_files"]
+__all__ = [
+    "accept_suggestion",
+    "analyse_run",
+    "build_report",
+    "load_series",
+    "store_suggestions",
+    "target_scores",
+    "write_report_files",
+]
 
 PHASES = ("baseline", "during", "recovery")
 
@@ -75,9 +83,115 @@ def analyse_run(run: Any, aborted_reason: str = "") -> AnalysisResult:
             )
             for f in payload["findings"]
         )
-        type(run).objects.filter(pk=run.pk).update(summary={"analysis": payload})
+        score = payload.get("score") or {}
+        scores = {
+            "score": score.get("value"),
+            "score_low": score.get("low"),
+            "score_high": score.get("high"),
+        }
+        type(run).objects.filter(pk=run.pk).update(summary={"analysis": payload}, **scores)
+        for key, value in scores.items():
+            setattr(run, key, value)
     run.summary = {"analysis": payload}
+    store_suggestions(run, result)
     return result
+
+
+def _history(run: Any) -> list[dict[str, Any]]:
+    """Earlier judged runs on the same target, for suggestions (oldest first)."""
+    from experiments.models import Run
+
+    earlier = (
+        Run.objects.filter(experiment__target=run.experiment.target, dry_run=False)
+        .exclude(pk=run.pk)
+        .exclude(verdict="")
+        .order_by("created_at")
+        .values("spec", "verdict")
+    )
+    return list(earlier)
+
+
+def store_suggestions(run: Any, result: AnalysisResult) -> list[Suggestion]:
+    """Replace the run's open suggestions with fresh ones (accepted ones are kept)."""
+    from analysis.core.suggestions import suggest_next
+    from experiments.spec import default_caps
+
+    proposals = suggest_next(
+        run.spec, _history(run), result, run.experiment.target.config, caps=default_caps()
+    )
+    with transaction.atomic():
+        Suggestion.objects.filter(run=run, status=SuggestionStatus.OPEN).delete()
+        return Suggestion.objects.bulk_create(
+            Suggestion(
+                run=run,
+                kind=p["kind"],
+                title=p["title"][:200],
+                rationale=p.get("rationale", ""),
+                spec=p["spec"],
+                rank=rank,
+            )
+            for rank, p in enumerate(proposals)
+        )
+
+
+def accept_suggestion(suggestion: Suggestion, *, actor: Any, source: str) -> Any:
+    """Turn a suggestion into an experiment (a free name is found if its name is taken)."""
+    from audit.services import record
+    from experiments.models import Experiment
+    from experiments.services.catalog import create_experiment
+
+    if suggestion.status == SuggestionStatus.ACCEPTED and suggestion.experiment_id:
+        return suggestion.experiment
+    spec = dict(suggestion.spec)
+    base, n = spec["name"][:90], 2
+    while Experiment.objects.filter(name=spec["name"]).exists():
+        spec["name"] = f"{base}-{n}"
+        n += 1
+    with transaction.atomic():
+        experiment = create_experiment(spec, actor=actor, source=source)
+        suggestion.status = SuggestionStatus.ACCEPTED
+        suggestion.experiment = experiment
+        suggestion.save(update_fields=["status", "experiment"])
+        record(
+            actor=actor,
+            action="suggestion.accept",
+            source=source,
+            obj=suggestion,
+            changes={"experiment": experiment.name},
+        )
+    return experiment
+
+
+def target_scores(target: Any) -> dict[str, Any]:
+    """A target's resilience scores across runs, with their trend."""
+    from analysis.core.score import target_trend
+    from experiments.models import Run
+
+    runs = (
+        Run.objects.filter(experiment__target=target, score__isnull=False)
+        .select_related("experiment")
+        .order_by("finished_at")
+    )
+    points = [
+        {
+            "run": r.pk,
+            "experiment": r.experiment.name,
+            "finished_at": _iso(r.finished_at),
+            "verdict": r.verdict,
+            "score": r.score,
+            "low": r.score_low,
+            "high": r.score_high,
+        }
+        for r in runs
+    ]
+    trend = target_trend(
+        [
+            (r.finished_at.timestamp(), r.score, r.score_low, r.score_high)
+            for r in runs
+            if r.finished_at and r.score_low is not None and r.score_high is not None
+        ]
+    )
+    return {"target": target.name, "runs": points, "trend": trend}
 
 
 def _iso(value: Any) -> str | None:
@@ -122,6 +236,11 @@ def build_report(run: Any, *, refresh: bool = True) -> dict[str, Any]:
             },
         },
         "analysis": (run.summary or {}).get("analysis", {}),
+        "suggestions": [
+            {"id": sg.pk, "kind": sg.kind, "title": sg.title, "rationale": sg.rationale,
+             "status": sg.status}
+            for sg in run.suggestions.all()
+        ],
         "series": series,
         "events": [
             {"at": _iso(e.at), "kind": e.kind, "phase": e.phase, "message": e.message}
