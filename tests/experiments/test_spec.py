@@ -56,7 +56,7 @@ BAD: list[tuple[str, Mutation, str, str, dict[str, Any]]] = [
         "unknown-fault-type",
         _set("fault.type", "network.teleport"),
         "fault.type",
-        "known types: network.bandwidth",
+        "unknown fault type 'network.teleport'; known types: ",
         {},
     ),
     ("fault-params-missing", _set(f"{LATENCY}", DELETE), LATENCY, "Field required", {}),
