@@ -212,7 +212,7 @@ def _fill_file(path: Path, mib: int, keep_free: int) -> None:
             return
         except OSError:
             os.ftruncate(fd, 0)  # unsupported here: fall back to writing real data
-        chunk = b"\0" * MIB
+        chunk = os.urandom(MIB)  # zeros would take no space on a compressing filesystem
         for _ in range(mib):
             if _available(path.parent) - MIB < keep_free:
                 raise OSError("free space fell to the safety margin while filling")
