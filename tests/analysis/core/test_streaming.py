@@ -126,3 +126,52 @@ def test_throughput_floor():
         upd(float(i), v)
     rate = len(x) / (time.perf_counter() - t0)
     assert rate > 15_000
+
+
+def _square_days(n_days: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """5-minute samples of a daily square wave (6 h low, 6 h high, ...) plus noise: routine
+    10-unit steps four times a day, so only the time of day tells a misplaced one apart."""
+    rng = np.random.default_rng(seed)
+    n = 288 * n_days
+    t = 1.6e9 + 300.0 * np.arange(n)
+    phase = np.arange(n) % 288
+    x = np.where((phase // 72) % 2 == 0, 5.0, 15.0) + rng.normal(0.0, 0.5, n)
+    return t, x
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_seasonal_feature_flags_a_step_at_the_wrong_time_of_day(seed: int):
+    t, x = _square_days(14, seed)
+    a = 288 * 10 + 108  # the low block arrives 3 hours early on day 10: every value in range
+    x[a : a + 36] = 5.0 + np.random.default_rng(100 + seed).normal(0.0, 0.5, 36)
+    with_season = 1 - score_series(t, x)[a]
+    without = 1 - score_series(t, x, period=0)[a]
+    assert with_season < 1e-3
+    assert with_season < 0.1 * without  # the time-of-day profile is what makes it news
+
+
+def test_seasonal_period_from_timestamps_with_gaps_and_datetimes():
+    t, x = _square_days(3, seed=3)
+    keep = np.random.default_rng(4).random(t.size) > 0.2  # 20% of samples missing
+    det = StreamingDetector()
+    for ti, xi in zip(t[keep].tolist(), x[keep].tolist(), strict=True):
+        det.update(ti, xi)
+    assert det._nseason == 288  # one bin per 5-minute slot of the day
+    # datetime64 input is converted to seconds, so it gets the same scores.
+    as_dt = (t * 1e9).astype("datetime64[ns]")
+    np.testing.assert_array_equal(score_series(t, x), score_series(as_dt, x))
+
+
+def test_seasonal_state_bounded_and_roundtrips():
+    t = np.arange(20_000, dtype=float)  # 1-second sampling: a day would be 86,400 bins
+    det = StreamingDetector()
+    for ti, xi in zip(t.tolist(), _noise(t.size, seed=9).tolist(), strict=True):
+        det.update(ti, xi)
+    assert len(det._prof) == det.params["season_bins"]
+    t5, x5 = _square_days(6, seed=5)
+    a = StreamingDetector()
+    for ti, xi in zip(t5[:1000].tolist(), x5[:1000].tolist(), strict=True):
+        a.update(ti, xi)
+    b = StreamingDetector.from_state(json.loads(json.dumps(a.to_state())))
+    for ti, xi in zip(t5[1000:].tolist(), x5[1000:].tolist(), strict=True):
+        assert a.update(ti, xi) == b.update(ti, xi)
