@@ -7,10 +7,12 @@ BASELINE ONLY, projected over the evaluation window, and every evaluation point 
 against a prediction band. Runs of points outside the band become :class:`Segment`\\ s.
 
 Model choice, from the baseline itself
-    * seasonal (an autocorrelation peak, at least two full periods present): robust STL
-      removes the seasonal profile, simple exponential smoothing (SES) models the rest,
-      and the forecast is the SES level plus the last cycles' seasonal profile at the
-      evaluation point's phase (taken from its timestamp, so gaps keep the phase right);
+    * seasonal (an autocorrelation peak, at least two full periods present): STL removes
+      a per-phase-average seasonal profile, simple exponential smoothing (SES) models the
+      rest, and the forecast is the SES level plus the profile at the evaluation point's
+      phase (taken from its timestamp, so gaps keep the phase right). The residual sigma
+      is widened by ``sqrt((c+1)/(c-1))`` for ``c`` cycles: the profile was fitted to the
+      same residuals and carries its own error into every forecast;
     * otherwise SES alone. SES fitted with an estimated initial level collapses to a
       constant mean on white noise (smoothing 0) and to a random walk on a wandering
       series, so one model covers both without a model-selection step. No trend is
@@ -24,7 +26,9 @@ Band width
     run compares hundreds of points, and a per-point 1 % would flag several points of
     every healthy metric. With segments of at least ``L`` points in ``k`` points, a
     per-point rate ``q = (alpha / (L·k)) ** (1/L)`` makes a chance segment roughly
-    ``alpha`` likely. The standard error grows with the horizon as SES's does,
+    ``alpha`` likely. The quantile is Student-t with ``0.37·(n - params)`` degrees of
+    freedom (0.37 = the MAD's efficiency), because sigma is itself estimated from the
+    baseline. The standard error grows with the horizon as SES's does,
     ``sigma·sqrt(1 + (h-1)·a² + 1/n)``, but never beyond :data:`MAX_WIDENING` x sigma: a
     random-walk baseline would otherwise get a band so wide that nothing is ever found.
 
@@ -43,15 +47,16 @@ from scipy import stats as sps
 from statsmodels.tsa.holtwinters import SimpleExpSmoothing
 from statsmodels.tsa.seasonal import STL
 from statsmodels.tsa.stattools import acf
+from threadpoolctl import threadpool_limits
 
 from analysis.core.stats import MAD_TO_SIGMA
 
 __all__ = [
     "MAX_WIDENING",
     "MIN_MODEL_POINTS",
-    "band_z",
     "ForecastResult",
     "Segment",
+    "band_z",
     "detect_forecast",
     "detect_period",
 ]
@@ -332,9 +337,7 @@ def _fit_baseline(x: np.ndarray) -> _Fit:
         honest = math.sqrt((cycles + 1.0) / (cycles - 1.0))
         sigma = _robust_sigma(resid, level) * honest
         reason = f"seasonal period {period} from the autocorrelation"
-        return _Fit(
-            "stl+ses", level, smoothing, sigma, x.size, period, profile, reason, period + 1
-        )
+        return _Fit("stl+ses", level, smoothing, sigma, x.size, period, profile, reason, period + 1)
     except Exception as exc:  # statsmodels raises on odd inputs; never lose the metric
         return _fit_constant(x, f"model fit failed ({type(exc).__name__}: {exc})")
 
@@ -360,10 +363,7 @@ def _segments(
     def close() -> None:
         if len(current) >= min_length and cur_dir is not None:
             idx = np.asarray(current)
-            if cur_dir == "above":
-                excess = vs[idx] - upper[idx]
-            else:
-                excess = lower[idx] - vs[idx]
+            excess = vs[idx] - upper[idx] if cur_dir == "above" else lower[idx] - vs[idx]
             dev = np.abs(vs[idx] - pred[idx]) / sigma
             out.append(
                 Segment(
@@ -440,6 +440,23 @@ def detect_forecast(
     if n_eval == 0:
         return _empty(0, "none", "no evaluation points")
 
+    # One BLAS thread: the fits are tiny, and on a busy host OpenBLAS threads spinning
+    # against each other made a 10 ms fit take 150 ms.
+    with threadpool_limits(limits=1):
+        return _detect(b_ts, b_vs, e_ts, e_vs, alpha, interval_s, min_length, max_gap)
+
+
+def _detect(
+    b_ts: np.ndarray,
+    b_vs: np.ndarray,
+    e_ts: np.ndarray,
+    e_vs: np.ndarray,
+    alpha: float,
+    interval_s: float | None,
+    min_length: int,
+    max_gap: int,
+) -> ForecastResult:
+    n_eval = e_vs.size
     step = float(interval_s) if interval_s and interval_s > 0 else _infer_interval(b_ts, e_ts)
     fit = _fit_baseline(b_vs)
 
