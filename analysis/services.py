@@ -52,7 +52,16 @@ def run_data(run: Any, aborted_reason: str = "") -> RunData:
             for phase, (ts, vs) in series[m["name"]].items()
         }
         metrics.append(
-            MetricData(name=m["name"], better=m["better"], unit=m.get("unit", ""), phases=phases)
+            MetricData(
+                name=m["name"],
+                better=m["better"],
+                unit=m.get("unit", ""),
+                phases=phases,
+                component=m.get("component", ""),
+                targeted=m.get("targeted", True),
+                role=m.get("role", ""),
+                ceiling=m.get("ceiling"),
+            )
         )
     return RunData(
         metrics=metrics,
@@ -61,6 +70,8 @@ def run_data(run: Any, aborted_reason: str = "") -> RunData:
         reverted_at=run.reverted_at.timestamp() if run.reverted_at else None,
         interval_s=spec.get("interval", 1.0),
         aborted_reason=aborted_reason,
+        fault=spec.get("fault"),
+        intensity=spec.get("intensity"),
     )
 
 

@@ -107,9 +107,18 @@ class ScrapeSpec(_Strict):
 
 
 class MetricSpec(_Strict):
+    """One series to collect. ``role``, ``component``/``targeted`` and ``ceiling`` tell
+    the analysis what the metric means when its name and unit do not: a change on a
+    component the fault was not aimed at is collateral impact; a saturation metric near
+    its ceiling is saturation."""
+
     name: Identifier
     better: Literal["lower", "higher"]
     unit: str = ""
+    role: Literal["", "latency", "errors", "throughput", "saturation", "collateral"] = ""
+    component: str = ""
+    targeted: bool = True
+    ceiling: float | None = None
     probe: ProbeSpec | None = None
     measure: ProbeMeasure | None = None
     scrape: ScrapeSpec | None = None

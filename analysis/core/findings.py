@@ -79,6 +79,9 @@ SATURATION_LEVEL = 0.9
 MAX_FORECASTS = 6
 #: Raw p-value under which a metric is worth a forecast even if BH did not keep it.
 FORECAST_GATE_P = 0.05
+#: Bounds on the isolation forest's input (metrics, rows per phase).
+MV_MAX_METRICS = 8
+MV_MAX_ROWS = 96
 #: Above this many baseline x window pairs :func:`fast_compare` takes over from
 #: :func:`compare_windows` (see there for why).
 FAST_PAIRS = 40_000
@@ -431,7 +434,7 @@ def _run_forecasts(run: RunData, evs: list[MetricEvidence], cfg: CompareConfig) 
             )
         )
     ]
-    candidates.sort(key=lambda e: (e.during.p_value if e.during.p_value is not None else 1.0))
+    candidates.sort(key=lambda e: e.during.p_value if e.during.p_value is not None else 1.0)
     for e in candidates[:MAX_FORECASTS]:
         bts, bvs = _finite(*e.metric.series("baseline"))
         dts, dvs = _finite(*e.metric.series("during"))
@@ -455,15 +458,34 @@ def _run_forecasts(run: RunData, evs: list[MetricEvidence], cfg: CompareConfig) 
                 e.forecast["worse_area"] = float(sum(areas))
 
 
+def _rows(matrix: np.ndarray, limit: int) -> np.ndarray:
+    """At most ``limit`` evenly spaced rows, in time order (a deterministic subsample)."""
+    if matrix.shape[0] <= limit:
+        return matrix
+    return matrix[np.round(np.linspace(0, matrix.shape[0] - 1, limit)).astype(int)]
+
+
 def _run_multivariate(
     run: RunData, evs: list[MetricEvidence], cfg: CompareConfig
 ) -> dict[str, Any] | None:
-    names = [e.name for e in evs if e.during_outcome != "insufficient"]
+    """The isolation forest on the most suspicious metrics and a row subsample.
+
+    Its cost grows with rows x metrics (and contributions need a pass per metric), so
+    it sees at most :data:`MV_MAX_METRICS` metrics — smallest during p-values first —
+    and :data:`MV_MAX_ROWS` rows per phase.
+    """
+    usable = [e for e in evs if e.during_outcome != "insufficient"]
+    usable.sort(key=lambda e: e.during.p_value if e.during.p_value is not None else 1.0)
+    names = [e.name for e in usable[:MV_MAX_METRICS]]
     if len(names) < 2 or not detectors.DETECTORS["multivariate"]:
         return None
     joint = detectors.multivariate(
-        _aligned(run.metrics, "baseline", names), _aligned(run.metrics, "during", names), names
+        _rows(_aligned(run.metrics, "baseline", names), MV_MAX_ROWS),
+        _rows(_aligned(run.metrics, "during", names), MV_MAX_ROWS),
+        names,
     )
+    if joint is not None:
+        joint["metrics"] = names
     if joint and "error" not in joint:
         contributions = joint.get("contributions") or {}
         for e in evs:
@@ -483,7 +505,8 @@ def _votes(e: MetricEvidence, joint: Mapping[str, Any] | None, n_metrics: int) -
     votes["forecast"] = _forecast_vote(e.forecast, e)
     if joint and "error" not in joint and not joint.get("insufficient"):
         share = e.if_contribution
-        above_average = share is not None and share >= 1.0 / max(1, n_metrics)
+        seen = len(joint.get("metrics") or []) or n_metrics
+        above_average = share is not None and share >= 1.0 / max(1, seen)
         votes["if"] = 1.0 if joint.get("anomalous") and above_average else 0.0
     return votes
 
@@ -537,7 +560,7 @@ def change_confidence(e: MetricEvidence, c: Comparison, p_adj: float | None) -> 
 
 
 def null_confidence(e: MetricEvidence, c: Comparison) -> float:
-    """"Nothing happened" is believable when the CI sits inside tolerance and nobody objects."""
+    """ "Nothing happened" is believable when the CI sits inside tolerance and nobody objects."""
     base = sample_factor(c.n) * (1.0 if c.within_tolerance else 0.5)
     others = _others(e.votes)
     if not others:
@@ -705,8 +728,7 @@ def _during_finding(e: MetricEvidence, rule_failed: bool) -> Finding:
             "info" if not m.collateral else "low",
             change_confidence(e, c, e.p_during_adj),
             f"{m.name} improved during the fault ({_pct(c.relative_effect)})",
-            text
-            + " A fault should not make things better: check for shed load, cached "
+            text + " A fault should not make things better: check for shed load, cached "
             "responses or a broken probe.",
             ev,
         )
@@ -771,9 +793,7 @@ def _recovery_finding(e: MetricEvidence, run: RunData) -> Finding | None:
         )
     if e.during_outcome != "degraded" and e.recovery_outcome != "degraded":
         return None
-    conf = (
-        null_confidence(e, c) if e.recovery_outcome == "ok" else sample_factor(c.n) * 0.8
-    )
+    conf = null_confidence(e, c) if e.recovery_outcome == "ok" else sample_factor(c.n) * 0.8
     if e.detectors_disagree:
         conf *= 0.5
     if slow or e.slow_but_recovered:

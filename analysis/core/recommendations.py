@@ -161,8 +161,7 @@ CATALOGUE: tuple[Advice, ...] = (
         "Add an autoscaling trigger at ~{scale_at_pct:.0f}% of the ceiling sustained for "
         "{scale_window_s:.0f} s: {metric} hit {ceiling_share_pct:.0f}% within "
         "{tti_s:.0f} s of the injection.",
-        "Scaling reacts in tens of seconds to minutes; it must start before saturation, "
-        "not at it.",
+        "Scaling reacts in tens of seconds to minutes; it must start before saturation, not at it.",
         3,
         ("saturation",),
         ("saturation",),
@@ -333,8 +332,7 @@ CATALOGUE: tuple[Advice, ...] = (
         "Set a statement timeout of ~{timeout_ms:.0f} ms and route reads to a replica when "
         "the primary degrades: {metric} reached p99 {p99_during_ms:.0f} ms during the "
         "database fault.",
-        "A slow primary should not hold application threads for the length of its worst "
-        "query.",
+        "A slow primary should not hold application threads for the length of its worst query.",
         4,
         ("degradation", "error_spike", "saturation"),
         ("latency", "errors", "saturation"),
@@ -355,7 +353,8 @@ CATALOGUE: tuple[Advice, ...] = (
         "code-fallback",
         "Guard the failing code path with a fallback",
         "Wrap the flagged code path in a fallback (default value, feature off) and a "
-        "bounded retry: {metric} went to {err_during_txt} while the failure flag was on.",
+        "bounded retry: {metric} went to {window_median_txt} (baseline "
+        "{baseline_median_txt}) while the failure flag was on.",
         "Injected code failures stand for bugs and bad deploys; a fallback and a kill "
         "switch bound their reach.",
         3,

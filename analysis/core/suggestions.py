@@ -205,7 +205,14 @@ def _breaking_point(
 ) -> dict[str, Any] | None:
     fault = dict(spec.get("fault") or {})
     ftype = fault.get("type", "")
-    same = [h for h in history if _entry_fault(h)["type"] == ftype]
+    name = spec.get("name")
+    # Same fault type, and the same experiment when the entry says which one it was:
+    # the caller may pass the whole target's history.
+    same = [
+        h
+        for h in history
+        if _entry_fault(h)["type"] == ftype and ((h.get("spec") or {}).get("name", name) == name)
+    ]
     current = {"fault": fault, "intensity": spec.get("intensity", 1.0), "verdict": verdict}
     runs = [*same, current]
     key, direction, limit = MAGNITUDE.get(ftype, ("", +1, 0.0))
