@@ -308,8 +308,49 @@ def _summary_section(run: Mapping[str, Any], analysis: Mapping[str, Any]) -> str
         f"<section><dl>{dl}</dl></section>"
         f'<section class="card"><div class="verdict {_e(verdict)}">{_e(verdict)}</div>'
         f"<div>Confidence: <strong>{_e(conf_text)}</strong></div>"
+        f"{_score_line(analysis.get('score'))}"
         f"<p>{_e(analysis.get('reason', ''))}</p></section>"
     )
+
+
+def _score_line(score: Any) -> str:
+    if not isinstance(score, Mapping) or score.get("value") is None:
+        return ""
+    return (
+        f"<div>Resilience score: <strong>{_e(_num(score['value']))}</strong>/100 "
+        f'<span class="muted">(95 % interval {_e(_num(score.get("low")))}–'
+        f"{_e(_num(score.get('high')))})</span></div>"
+    )
+
+
+def _recommendations_section(analysis: Mapping[str, Any]) -> str:
+    items = analysis.get("recommendations") or []
+    if not items:
+        return ""
+    rows = "".join(
+        f"<li><strong>{_e(item.get('title', ''))}</strong> — {_e(item.get('advice', ''))}"
+        + (
+            f'<br><span class="muted">{_e(item.get("rationale", ""))}</span>'
+            if item.get("rationale")
+            else ""
+        )
+        + "</li>"
+        for item in items
+    )
+    return f"<h2>What to fix</h2><ol>{rows}</ol>"
+
+
+def _suggestions_section(report: Mapping[str, Any]) -> str:
+    items = report.get("suggestions") or []
+    if not items:
+        return ""
+    rows = "".join(
+        f"<li><strong>{_e(item.get('title', ''))}</strong> "
+        f'<span class="muted">[{_e(item.get("kind", ""))}, suggestion #{_e(item.get("id", ""))}]'
+        f"</span><br>{_e(item.get('rationale', ''))}</li>"
+        for item in items
+    )
+    return f"<h2>Suggested next experiments</h2><ol>{rows}</ol>"
 
 
 def _stats_table(metric: Mapping[str, Any]) -> str:
@@ -451,6 +492,8 @@ def render_html(report: Mapping[str, Any]) -> str:
     body = (
         _summary_section(run, analysis)
         + _findings_section(analysis)
+        + _recommendations_section(analysis)
+        + _suggestions_section(report)
         + _rules_section(analysis)
         + _metrics_section(report)
         + _events_section(report)

@@ -17,7 +17,17 @@ from injectors.base import Injector, UnknownInjector
 
 __all__ = ["FAMILIES", "all_injectors", "get_injector", "known_types"]
 
-FAMILIES = ("network", "http", "dns", "process", "resource", "database", "cloud", "code")
+FAMILIES = (
+    "network",
+    "http",
+    "dns",
+    "process",
+    "resource",
+    "database",
+    "cloud",
+    "code",
+    "control",
+)
 ENTRY_POINT_GROUP = "scep.injectors"
 
 

@@ -34,7 +34,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class _Platform:
+class PlatformProcesses:
     """The platform's own processes (agent, worker) started for the demo."""
 
     def __init__(self) -> None:
@@ -68,7 +68,7 @@ class _Platform:
                 proc.wait(timeout=5)
 
 
-def _wait_for_agent(proc: subprocess.Popen, proxy_key: str, timeout: float = 30) -> None:
+def wait_for_agent(proc: subprocess.Popen, proxy_key: str, timeout: float = 30) -> None:
     from injectors.models import Agent
 
     deadline = time.monotonic() + timeout
@@ -82,7 +82,7 @@ def _wait_for_agent(proc: subprocess.Popen, proxy_key: str, timeout: float = 30)
     raise CliError(f"the demo agent did not start its proxy within {timeout:g} s")
 
 
-def _register_target(proxy_listen: str, downstream: str):
+def register_demo_target(proxy_listen: str, downstream: str):
     from experiments.models import Target
     from experiments.services.catalog import create_target, update_target
 
@@ -120,7 +120,7 @@ def run_demo(*, json_output: bool = False, windows: list[float] | None = None) -
 
     started = time.monotonic()
     call_command("migrate", interactive=False, verbosity=0)
-    platform = _Platform()
+    platform = PlatformProcesses()
     services = None
     try:
         proxy_port = _free_port()
@@ -128,9 +128,9 @@ def run_demo(*, json_output: bool = False, windows: list[float] | None = None) -
 
         def via_proxy(downstream_url: str) -> str:
             downstream = downstream_url.split("://", 1)[1].rstrip("/")
-            _register_target(proxy_listen, downstream)
+            register_demo_target(proxy_listen, downstream)
             agent = platform.start("agent", "agent", "--name", AGENT_NAME)
-            _wait_for_agent(agent, f"{TARGET_NAME}/downstream")
+            wait_for_agent(agent, f"{TARGET_NAME}/downstream")
             _say(f"agent '{AGENT_NAME}' up: fault proxy {proxy_listen} → {downstream}")
             return f"http://{proxy_listen}"
 
@@ -169,11 +169,27 @@ def _print_outcome(run, json_output: bool, elapsed: float) -> int:
     print(f"\nrun {run.pk}: {run.status} — verdict {run.verdict or 'none'}{confidence}", file=out)
     if run.verdict_reason:
         print(f"  {run.verdict_reason}", file=out)
-    findings = Finding.objects.filter(run=run).exclude(kind="no_impact")
+    if run.score is not None:
+        print(
+            f"  resilience score {run.score:.0f}/100 "
+            f"(95 % interval {run.score_low:.0f}–{run.score_high:.0f})",
+            file=out,
+        )
+    findings = Finding.objects.filter(run=run).exclude(kind__in=("no_impact", "recovered"))
     if findings:
         print("top findings:", file=out)
         for finding in findings.order_by("-confidence")[:5]:
             print(f"  [{finding.severity}] {finding.title}", file=out)
+    advice = (run.summary or {}).get("analysis", {}).get("recommendations", [])
+    if advice:
+        print("what to fix:", file=out)
+        for item in advice[:3]:
+            print(f"  - {item.get('title', '')}: {item.get('advice', '')}", file=out)
+    suggestions = list(run.suggestions.all()[:3])
+    if suggestions:
+        print("try next (accept with POST /api/v1/suggestions/<id>/accept/):", file=out)
+        for sg in suggestions:
+            print(f"  #{sg.pk} {sg.title}", file=out)
     if (folder / "report.html").exists():
         print(f"report: {folder / 'report.json'}\n        {folder / 'report.html'}", file=out)
     print(f"demo finished in {elapsed:.1f} s", file=out)

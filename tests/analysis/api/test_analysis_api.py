@@ -63,6 +63,8 @@ def test_the_report_is_served_as_json_and_as_a_self_contained_html_file(judged_r
     html = viewer_client.get(f"/api/v1/runs/{run.pk}/report/?export=html")
     assert html.status_code == 200 and html["Content-Type"].startswith("text/html")
     assert b"<svg" in html.content and b"http://" not in html.content.split(b"<body")[0]
+    assert b"What to fix" in html.content and b"Suggested next experiments" in html.content
+    assert b"Resilience score" in html.content
 
 
 def test_recommendations_carry_the_runs_numbers(judged_run, viewer_client):
