@@ -2,7 +2,8 @@
 
 Data lives in db 14 under a random key prefix (db 15 belongs to other tests). The
 server-wide settings a test may change (``maxmemory``, ``maxmemory-policy``, a client
-pause) are recorded up front and put back by fixtures even when an assertion fails.
+pause) are recorded up front and put back by fixtures even when an assertion fails;
+those tests hold a host-wide lock so overlapping runs of this suite cannot interleave.
 Pauses are kept to a second or two because they affect every client of the server.
 """
 
@@ -52,7 +53,7 @@ def key() -> Iterator[str]:
 
 
 @pytest.fixture
-def memory_settings() -> Iterator[dict[str, str]]:
+def memory_settings(redis_server_lock: None) -> Iterator[dict[str, str]]:
     """Record maxmemory and its policy; restore them whatever the test did."""
     with client() as c:
         saved = {k: c.config_get(k)[k] for k in ("maxmemory", "maxmemory-policy")}
@@ -63,7 +64,8 @@ def memory_settings() -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture
-def unpause() -> Iterator[None]:
+def unpause(redis_server_lock: None) -> Iterator[None]:
+    """Serialise with other runs and make sure no pause outlives the test."""
     yield
     with client() as c:
         c.execute_command("CLIENT", "UNPAUSE")
