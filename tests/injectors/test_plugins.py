@@ -116,6 +116,6 @@ def test_a_real_agent_applies_and_reverts_it(start_agent) -> None:
     assert fault.state == FaultState.ACTIVE
     # Applied in the agent subprocess, which loaded the plugin from the installed package.
     assert fault.handle == {"echo": "abab", "pid": agent.pid}
-    assert revert_fault(fault, "test over", timeout=10)
+    assert revert_fault(fault, "test over", timeout=20), agent.log()
     fault.refresh_from_db()
     assert (fault.state, fault.revert_reason) == (FaultState.REVERTED, "test over")

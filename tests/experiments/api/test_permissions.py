@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from analysis.models import Finding, Suggestion
 from experiments.models import Run, Target
 from experiments.services.runs import start_run
 from injectors.models import ActiveFault, Agent
@@ -132,6 +133,24 @@ MATRIX: list[tuple[str, str, str, Any, str | None, int]] = [
     ("fault-types-detail", "get", "/api/v1/fault-types/network.latency/", None, VIEWER, 200),
     ("audit-list", "get", "/api/v1/audit/", None, ADMIN, 200),
     ("audit-detail", "get", "/api/v1/audit/{audit}/", None, ADMIN, 200),
+    # failure flags (polled by applications)
+    ("failure-flags-active", "get", "/api/v1/failure-flags/active/", None, VIEWER, 200),
+    # analysis
+    ("findings-list", "get", "/api/v1/findings/", None, VIEWER, 200),
+    ("findings-detail", "get", "/api/v1/findings/{finding}/", None, VIEWER, 200),
+    ("suggestions-list", "get", "/api/v1/suggestions/", None, VIEWER, 200),
+    ("suggestions-detail", "get", "/api/v1/suggestions/{suggestion}/", None, VIEWER, 200),
+    (
+        "suggestions-accept",
+        "post",
+        "/api/v1/suggestions/{suggestion}/accept/",
+        {},
+        OPERATOR,
+        201,
+    ),
+    ("runs-report", "get", "/api/v1/runs/{run}/report/", None, VIEWER, 200),
+    ("runs-recommendations", "get", "/api/v1/runs/{run}/recommendations/", None, VIEWER, 200),
+    ("targets-scores", "get", "/api/v1/targets/{target}/scores/", None, VIEWER, 200),
 ]
 
 
@@ -162,7 +181,17 @@ def world(target: Target, make_target: Any, make_experiment: Any) -> dict[str, i
         expires_at=timezone.now() + timedelta(minutes=1),
     )
     agent = Agent.objects.create(name="local", hostname="here")
+    finding = Finding.objects.create(
+        run=run, metric="latency", kind="degradation", severity="high", confidence=0.9,
+        title="latency degraded",
+    )  # fmt: skip
+    suggestion = Suggestion.objects.create(
+        run=run, kind="blast_radius", title="twice the intensity",
+        spec=_spec(name="suggested-experiment"),
+    )  # fmt: skip
     return {
+        "finding": finding.pk,
+        "suggestion": suggestion.pk,
         "target": target.pk,
         "spare_target": spare_target.pk,
         "experiment": experiment.pk,
