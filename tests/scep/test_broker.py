@@ -15,6 +15,7 @@ def options(folder) -> dict:
         "data_folder_out": str(folder),
         "processed_folder": str(folder / "processed"),
         "polling_interval": 0.001,
+        "control_folder": str(folder / "control"),
     }
 
 
