@@ -46,8 +46,8 @@ def test_messages_published_while_being_consumed_all_arrive_whole(tmp_path):
 
 def test_an_unreadable_message_is_skipped_not_fatal(tmp_path):
     (tmp_path / "processed").mkdir()
-    (tmp_path / "0_broken.q.msg").write_bytes(b"")
+    (tmp_path / "0_broken.other.msg").write_bytes(b"")
     with Connection(transport=Transport, transport_options=options(tmp_path)) as conn:
-        queue = conn.SimpleQueue("q")
+        queue = conn.SimpleQueue("other")
         queue.put({"ok": True})
         assert queue.get(timeout=5).payload == {"ok": True}
