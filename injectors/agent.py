@@ -11,17 +11,15 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections import defaultdict
 from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from injectors.base import InjectionContext
+from injectors import execution
 from injectors.models import ActiveFault, Agent, FaultState
 from injectors.network.proxy import proxy_key
-from injectors.registry import get_injector
 
 __all__ = ["AgentRuntime", "apply_fault", "current_runtime", "revert_fault", "run_agent"]
 
@@ -50,14 +48,8 @@ class AgentRuntime:
         # own, so a busy or slow fault in one family never stalls another's traffic.
         self.http_proxies = HttpProxyManager()
         self.dns = DnsManager()
-        self._locks: dict[int, threading.Lock] = defaultdict(threading.Lock)
-        self._locks_guard = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._housekeeping, name="agent-house", daemon=True)
-
-    def lock(self, fault_id: int) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks[fault_id]
 
     def start(self) -> None:
         global _runtime
@@ -135,62 +127,13 @@ class AgentRuntime:
                 log.exception("agent %s housekeeping failed", self.name)
 
 
-def _context(fault: ActiveFault) -> InjectionContext:
-    return InjectionContext(
-        fault_id=fault.pk,
-        target_name=fault.target.name,
-        target_config=fault.target.config,
-        intensity=fault.intensity,
-        expires_at=fault.expires_at.timestamp(),
-        runtime=_runtime,
-    )
-
-
-def _fault(fault_id: int) -> ActiveFault:
-    return ActiveFault.objects.select_related("target").get(pk=fault_id)
-
-
 def apply_fault(fault_id: int) -> None:
     runtime = current_runtime()
-    with runtime.lock(fault_id):
-        fault = _fault(fault_id)
-        if fault.state != FaultState.PENDING:
-            return  # duplicate delivery: never inject twice
-        now = timezone.now()
-        if fault.revert_requested_at is not None or fault.expires_at <= now:
-            ActiveFault.objects.filter(pk=fault_id).update(
-                state=FaultState.REVERTED,
-                reverted_at=now,
-                revert_reason=fault.revert_reason or "expired before it was applied",
-            )
-            return
-        injector = get_injector(fault.injector)
-        try:
-            handle = injector.inject(fault.params, _context(fault))
-        except Exception as exc:
-            log.warning("agent %s: inject of fault %s failed: %s", runtime.name, fault_id, exc)
-            ActiveFault.objects.filter(pk=fault_id).update(
-                state=FaultState.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000]
-            )
-            return
-        ActiveFault.objects.filter(pk=fault_id).update(
-            state=FaultState.ACTIVE, handle=handle, injected_at=timezone.now()
-        )
+    execution.apply_fault(fault_id, runtime, where=f"agent {runtime.name}")
 
 
 def revert_fault(fault_id: int, reason: str = "") -> None:
-    runtime = current_runtime()
-    with runtime.lock(fault_id):
-        fault = _fault(fault_id)
-        if fault.state in (FaultState.REVERTED, FaultState.FAILED):
-            return
-        if fault.state == FaultState.ACTIVE:
-            get_injector(fault.injector).revert(fault.handle, _context(fault))
-        ActiveFault.objects.filter(pk=fault_id).update(
-            state=FaultState.REVERTED,
-            reverted_at=timezone.now(),
-            revert_reason=fault.revert_reason or reason or "reverted",
-        )
+    execution.revert_fault(fault_id, reason, current_runtime())
 
 
 def run_agent(name: str, *, concurrency: int = 4, loglevel: str = "WARNING") -> None:

@@ -8,6 +8,7 @@ the broker carries only ids, the database holds the truth.
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,9 +19,11 @@ from django.utils import timezone
 
 from injectors.base import InjectionError
 from injectors.models import ActiveFault, Agent, FaultState
+from injectors.registry import get_injector
 
 __all__ = [
     "AgentOffline",
+    "acts_on_host",
     "agent_is_online",
     "inject_fault",
     "open_fault",
@@ -29,6 +32,9 @@ __all__ = [
     "revert_open_faults",
     "wait_for_faults",
 ]
+
+
+log = logging.getLogger(__name__)
 
 
 class AgentOffline(InjectionError):
@@ -65,7 +71,27 @@ def open_fault(
         )
 
 
-def _send(task_name: str, fault: ActiveFault) -> None:
+def acts_on_host(injector: str) -> bool:
+    """Host-local faults go through the target's agent; the others (remote APIs such as
+    AWS) are applied and reverted by whichever control-plane process asks."""
+    return get_injector(injector).host_local
+
+
+def _send(task_name: str, fault: ActiveFault, reason: str = "") -> None:
+    if not acts_on_host(fault.injector):
+        from injectors import execution
+
+        if task_name == "apply_fault":
+            execution.apply_fault(fault.pk)
+            return
+        try:
+            execution.revert_fault(fault.pk, reason)
+        except Exception as exc:  # the remote API failed: the row stays open for a retry
+            log.warning("revert of fault %s failed: %s", fault.pk, exc)
+            ActiveFault.objects.filter(pk=fault.pk).update(
+                error=f"revert failed: {type(exc).__name__}: {exc}"[:2000]
+            )
+        return
     from injectors import tasks
 
     task = getattr(tasks, task_name)
@@ -112,7 +138,7 @@ def request_revert(fault: ActiveFault, reason: str) -> None:
     ActiveFault.objects.filter(pk=fault.pk, revert_requested_at__isnull=True).update(
         revert_requested_at=timezone.now(), revert_reason=reason[:200]
     )
-    _send("revert_fault", fault)
+    _send("revert_fault", fault, reason)
 
 
 def revert_fault(fault: ActiveFault, reason: str, *, timeout: float | None = None) -> bool:

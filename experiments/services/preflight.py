@@ -8,7 +8,7 @@ from experiments.choices import RunStatus
 from experiments.models import KillSwitch, Run, Target
 from experiments.spec import ExperimentSpec, SpecError, validate_spec
 from injectors.models import ActiveFault, FaultState
-from injectors.services import agent_is_online
+from injectors.services import acts_on_host, agent_is_online
 
 __all__ = ["PreflightError", "preflight"]
 
@@ -36,7 +36,7 @@ def preflight(run: Run, spec: ExperimentSpec, target: Target) -> None:
         raise PreflightError(f"spec no longer valid: {exc}") from None
     if run.dry_run:
         return
-    if not agent_is_online(target.agent):
+    if acts_on_host(spec.fault.type) and not agent_is_online(target.agent):
         raise PreflightError(
             f"agent {target.agent!r} of target {target.name!r} is offline "
             f"(no heartbeat in the last {settings.SCEP_AGENT_OFFLINE_AFTER_S:g} s); "

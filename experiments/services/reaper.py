@@ -17,7 +17,7 @@ from experiments.choices import EventKind, RunStatus, Verdict
 from experiments.models import Run
 from experiments.services.runs import add_event
 from injectors.models import ActiveFault, FaultState
-from injectors.services import agent_is_online, request_revert
+from injectors.services import acts_on_host, agent_is_online, request_revert
 
 __all__ = ["reap", "worker_is_gone"]
 
@@ -59,9 +59,12 @@ def reap() -> dict[str, int]:
         if not (orphaned or expired):
             continue
         why = "expired" if expired else f"run {fault.run_id} ended"
-        if agent_is_online(fault.agent):
-            request_revert(fault, f"reaper: {why}")
-            counts["faults_reverted"] += 1
+        if not acts_on_host(fault.injector) or agent_is_online(fault.agent):
+            try:
+                request_revert(fault, f"reaper: {why}")
+                counts["faults_reverted"] += 1
+            except Exception:  # a remote API down: try again on the next pass
+                log.exception("reaper: revert of fault %s failed", fault.pk)
         elif expired:
             # The agent is down; every mechanism it hosts self-expires (proxy rules die
             # with the agent process, paused processes are resumed by their watchdog).
