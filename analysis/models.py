@@ -72,9 +72,7 @@ class Suggestion(models.Model):
     """A next experiment proposed from a run's analysis: a complete, valid spec that one
     call turns into an experiment."""
 
-    run = models.ForeignKey(
-        "experiments.Run", on_delete=models.CASCADE, related_name="suggestions"
-    )
+    run = models.ForeignKey("experiments.Run", on_delete=models.CASCADE, related_name="suggestions")
     kind = models.CharField(max_length=40, db_index=True)
     title = models.CharField(max_length=200)
     rationale = models.TextField(blank=True)

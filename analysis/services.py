@@ -248,8 +248,13 @@ def build_report(run: Any, *, refresh: bool = True) -> dict[str, Any]:
         },
         "analysis": (run.summary or {}).get("analysis", {}),
         "suggestions": [
-            {"id": sg.pk, "kind": sg.kind, "title": sg.title, "rationale": sg.rationale,
-             "status": sg.status}
+            {
+                "id": sg.pk,
+                "kind": sg.kind,
+                "title": sg.title,
+                "rationale": sg.rationale,
+                "status": sg.status,
+            }
             for sg in run.suggestions.all()
         ],
         "series": series,

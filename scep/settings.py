@@ -121,6 +121,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Smart Chaos Engineering Platform: targets, experiments, runs, findings.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "experiments.choices.RunStatus",
+        "SuggestionStatusEnum": "analysis.models.SuggestionStatus",
+        "FaultStateEnum": "injectors.models.FaultState",
+    },
 }
 
 # --- Celery ---------------------------------------------------------------------------

@@ -7,9 +7,12 @@ from rest_framework import serializers
 from analysis.models import Finding, Suggestion
 
 
-class FindingSerializer(serializers.ModelSerializer):
+class RunFindingSerializer(serializers.ModelSerializer):
+    """A finding with the run it belongs to (the run detail embeds findings without it)."""
+
     class Meta:
         model = Finding
+        ref_name = "RunFinding"
         fields = [
             "id", "run", "metric", "kind", "severity", "confidence", "title", "summary",
             "evidence", "created_at",

@@ -26,7 +26,7 @@ READ = {"list": VIEWER, "retrieve": VIEWER}
 class FindingViewSet(viewsets.ReadOnlyModelViewSet):
     """Findings of every run (filter with ``?run=ID``, ``?kind=``, ``?severity=``)."""
 
-    serializer_class = s.FindingSerializer
+    serializer_class = s.RunFindingSerializer
     required_roles = READ
 
     def get_queryset(self):

@@ -33,13 +33,22 @@ def judged_run(experiment):
         finished_at=t0 + timedelta(seconds=95),
     )
     base = t0.timestamp()
-    for phase, offset, level in (("baseline", 0, 0.02), ("during", 30, 0.32),
-                                 ("recovery", 60, 0.02)):
+    for phase, offset, level in (
+        ("baseline", 0, 0.02),
+        ("during", 30, 0.32),
+        ("recovery", 60, 0.02),
+    ):
         ts = [base + offset + i for i in range(30)]
-        MetricSeries.objects.create(run=run, metric="latency", phase=phase, timestamps=ts,
-                                    values=list(rng.normal(level, 0.003, 30)))
-        MetricSeries.objects.create(run=run, metric="error_rate", phase=phase, timestamps=ts,
-                                    values=[0.0] * 30)
+        MetricSeries.objects.create(
+            run=run,
+            metric="latency",
+            phase=phase,
+            timestamps=ts,
+            values=list(rng.normal(level, 0.003, 30)),
+        )
+        MetricSeries.objects.create(
+            run=run, metric="error_rate", phase=phase, timestamps=ts, values=[0.0] * 30
+        )
     result = analyse_run(run)
     run.refresh_from_db()
     return run, result
@@ -53,8 +62,7 @@ def test_analysis_stores_findings_a_score_with_its_interval_and_suggestions(judg
     assert Suggestion.objects.filter(run=run).exists()
 
 
-def test_the_report_is_served_as_json_and_as_a_self_contained_html_file(judged_run,
-                                                                         viewer_client):
+def test_the_report_is_served_as_json_and_as_a_self_contained_html_file(judged_run, viewer_client):
     run, _ = judged_run
     body = viewer_client.get(f"/api/v1/runs/{run.pk}/report/").json()
     assert body["run"]["id"] == run.pk
@@ -81,12 +89,12 @@ def test_findings_are_listed_by_run(judged_run, viewer_client):
     assert {r["kind"] for r in rows} >= {"degradation"}
 
 
-def test_accepting_a_suggestion_creates_and_can_start_the_experiment(judged_run,
-                                                                     operator_client):
+def test_accepting_a_suggestion_creates_and_can_start_the_experiment(judged_run, operator_client):
     run, _ = judged_run
     suggestion = Suggestion.objects.filter(run=run).first()
-    response = operator_client.post(f"/api/v1/suggestions/{suggestion.pk}/accept/",
-                                    {"start": True}, format="json")
+    response = operator_client.post(
+        f"/api/v1/suggestions/{suggestion.pk}/accept/", {"start": True}, format="json"
+    )
     assert response.status_code == 201, response.json()
     created = Experiment.objects.get(name=response.json()["experiment"]["name"])
     assert created.spec["fault"]["type"] == suggestion.spec["fault"]["type"]
