@@ -22,15 +22,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 IMPACT_KINDS = {"degradation", "error_spike", "saturation", "collateral_impact", "no_recovery"}
 
-#: (label, fault type, params, intensity); "$downstream" is the demo dependency's process.
+#: (label, fault type, params, intensity). Each must really hurt the probed requests:
+#: a first version had "reset peer at 50 %" and "bandwidth 1 KiB/s", which the demo API
+#: absorbs (it reconnects after a reset; its load is spread over enough keep-alive
+#: connections that none reaches 1 KiB/s) — the probes saw no change, so they were no
+#: test of recall.
 FAULTS = [
     ("latency 300 ms", "network.latency", {"latency_ms": 300}, 1.0),
     ("latency 150 ms", "network.latency", {"latency_ms": 150}, 1.0),
     ("latency 300 ms at 50 %", "network.latency", {"latency_ms": 300}, 0.5),
     ("reset peer", "network.reset_peer", {}, 1.0),
-    ("reset peer at 50 %", "network.reset_peer", {}, 0.5),
+    ("reset peer, 100 ms in", "network.reset_peer", {"reset_after_ms": 100}, 1.0),
     ("blackhole", "network.blackhole", {}, 1.0),
-    ("bandwidth 1 KiB/s", "network.bandwidth", {"rate_kbps": 1}, 1.0),
+    ("bandwidth 0.1 KiB/s", "network.bandwidth", {"rate_kbps": 0.1}, 1.0),
     ("down", "network.down", {}, 1.0),
     ("limit data 40 B", "network.limit_data", {"bytes": 40}, 1.0),
     ("slicer 1 B / 3 ms", "network.slicer", {"size_bytes": 1, "delay_us": 3000}, 1.0),
