@@ -3,6 +3,7 @@
 set -euo pipefail
 need=()
 command -v stress-ng >/dev/null || need+=(stress-ng)
+command -v prometheus >/dev/null || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

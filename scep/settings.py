@@ -39,6 +39,8 @@ INSTALLED_APPS = [
     "injectors",
     "experiments",
     "analysis",
+    "observability",
+    "notifications",
 ]
 
 MIDDLEWARE = [
