@@ -1,4 +1,5 @@
-"""Orchestration latency: API start → fault active, and abort → fault reverted.
+"""Orchestration latency: API start → fault active, abort → fault reverted, and a
+statistical stop condition's breach → fault reverted.
 
 Runs N real experiments (real agent, real orchestrator worker, the demo service behind
 the fault proxy) on the configured database and broker — the embedded default unless
@@ -29,6 +30,7 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--stop-runs", type=int, default=5)
     args = parser.parse_args()
 
     var = tempfile.mkdtemp(prefix="scep-bench-")
@@ -113,6 +115,17 @@ def main() -> int:
             if i:
                 to_active.append(active_ms)
                 to_reverted.append(reverted_ms)
+        stop_spec = {
+            **spec,
+            "name": "bench-stop",
+            "baseline": 3,
+            "interval": 0.5,
+            "fault": {"type": "network.latency",
+                      "params": {"proxy": "downstream", "latency_ms": 300}},
+            "stop_conditions": [{"metric": "latency", "detector": "cusum", "threshold": 8}],
+        }  # fmt: skip
+        stopper = create_experiment(stop_spec, actor="bench", source="system")
+        breach_to_revert = [measure_stop(stopper, wait) for _ in range(args.stop_runs)]
     finally:
         if services is not None:
             services.stop()
@@ -125,12 +138,17 @@ def main() -> int:
 
     broker = settings.CELERY_BROKER_URL.split("://")[0]
     db = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
-    print(f"orchestration latency over {args.runs} runs ({db}, {broker} broker), baseline 0 s")
+    print(
+        f"orchestration latency over {args.runs} runs + {args.stop_runs} stop-condition runs "
+        f"({db}, {broker} broker); stop condition: cusum h=8, interval 0.5 s"
+    )
     print(f"{'measure':<28}{'p50 ms':>10}{'p95 ms':>10}{'max ms':>10}")
-    for name, values in (
+    rows = (
         ("start -> fault active", to_active),
         ("abort -> fault reverted", to_reverted),
-    ):
+        ("stop breach -> reverted", breach_to_revert),
+    )
+    for name, values in rows:
         print(
             f"{name:<28}{statistics.median(values):>10.1f}"
             f"{percentile(values, 0.95):>10.1f}{max(values):>10.1f}"
@@ -144,6 +162,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def measure_stop(experiment, wait) -> float:
+    """A cusum stop condition on a 300 ms fault: ms from its breach to the revert."""
+    from experiments.choices import RunStatus
+    from experiments.models import Run, RunEvent
+    from experiments.services.runs import start_run
+
+    run = start_run(experiment, actor="bench", source="system")
+    wait(Run.objects.filter(pk=run.pk, status__in=RunStatus.terminal()).exists, timeout=60)
+    event = RunEvent.objects.get(run=run, data__has_key="breach_to_revert_ms")
+    return float(event.data["breach_to_revert_ms"])
 
 
 def measure_one(experiment, wait) -> tuple[float, float]:

@@ -152,10 +152,22 @@ class RuleSpec(_Strict):
     metric: Identifier
     phase: Literal["baseline", "during", "recovery"] = "during"
     aggregate: Aggregate = "p95"
-    operator: Operator
+    operator: Operator | None = None
     threshold: float
     relative: Literal["absolute", "baseline"] = "absolute"
     window: Duration | None = None
+    detector: Literal["threshold", "cusum", "streaming"] = "threshold"
+    consecutive: Annotated[int, Field(ge=1, le=100)] = 1
+
+    @model_validator(mode="after")
+    def _detector_shape(self) -> RuleSpec:
+        if self.detector == "threshold" and self.operator is None:
+            raise ValueError("'operator' is required (one of <, <=, >, >=)")
+        if self.detector == "streaming" and not 0.0 < self.threshold < 1.0:
+            raise ValueError("a streaming detector's threshold is an anomaly score in (0, 1)")
+        if self.detector == "cusum" and self.threshold <= 0:
+            raise ValueError("a cusum detector's threshold (decision interval h) must be > 0")
+        return self
 
     @field_validator("threshold")
     @classmethod
@@ -165,6 +177,8 @@ class RuleSpec(_Strict):
         return v
 
     def describe(self) -> str:
+        if self.detector != "threshold":
+            return f"{self.detector}({self.metric}) beyond {self.threshold:g} over {self.phase}"
         rel = " × baseline" if self.relative == "baseline" else ""
         return (
             f"{self.aggregate}({self.metric}) over {self.phase} "
@@ -246,6 +260,14 @@ def _reference_errors(spec: ExperimentSpec) -> list[FieldError]:
                     FieldError(
                         f"{field_name}[{i}].metric",
                         f"unknown metric {rule.metric!r}; defined: {', '.join(sorted(names))}",
+                    )
+                )
+            if field_name == "hypothesis" and rule.detector != "threshold":
+                errors.append(
+                    FieldError(
+                        f"{field_name}[{i}].detector",
+                        "statistical detectors serve stop conditions; hypothesis rules "
+                        "use thresholds (the analysis applies its own statistics)",
                     )
                 )
             if field_name == "stop_conditions" and rule.phase != "during":

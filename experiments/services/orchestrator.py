@@ -30,6 +30,7 @@ from injectors.base import InjectionContext, InjectionError
 from injectors.models import ActiveFault, FaultState
 from injectors.registry import get_injector
 from injectors.services import inject_fault, open_fault, revert_fault
+from observability.logging import run_context
 
 __all__ = ["execute_run", "worker_identity"]
 
@@ -61,6 +62,8 @@ class Orchestrator:
         self.interruption: RunInterrupted | None = None
         self.error: str = ""
         self._last_heartbeat = 0.0
+        self.live: dict[int, list] = {}  # stop condition index -> [detector, samples seen]
+        self.breached_at: float | None = None
 
     # -- bookkeeping ------------------------------------------------------------------
     def transition(self, status: str, message: str | None = None, **stamps: Any) -> None:
@@ -102,16 +105,45 @@ class Orchestrator:
         from analysis.core.rules import evaluate_window_rule
 
         now = time.time()
-        for rule in self.spec.stop_conditions:
+        for i, rule in enumerate(self.spec.stop_conditions):
             ts, vs = self.sampler.window("during", rule.metric)
-            _, base = self.sampler.window("baseline", rule.metric)
-            window = rule.window or max(5 * self.spec.interval, 5.0)
-            result = evaluate_window_rule(rule.model_dump(), ts, vs, base, now, window)
-            if result.get("passed") is True:
+            if rule.detector == "threshold":
+                _, base = self.sampler.window("baseline", rule.metric)
+                window = rule.window or max(5 * self.spec.interval, 5.0)
+                result = evaluate_window_rule(rule.model_dump(), ts, vs, base, now, window)
+            else:
+                result = self.feed_live_detector(i, rule, ts, vs)
+            if result and result.get("passed") is True:
                 # A stop condition states when to stop: it fires when its comparison holds.
                 message = f"stop condition breached: {rule.name or rule.describe()}"
+                self.breached_at = time.monotonic()
                 self.event(EventKind.STOP_CONDITION, message, evidence=result)
                 raise RunInterrupted(message, RunStatus.ABORTED, keep_recovery=True)
+
+    def feed_live_detector(self, i: int, rule, ts: list[float], vs: list[float]):
+        """Statistical stop conditions see each during-phase sample once, in order."""
+        from analysis.core.live import make_live_detector
+
+        if i not in self.live:
+            better = next(m.better for m in self.spec.metrics if m.name == rule.metric)
+            detector = make_live_detector(rule.model_dump(), better)
+            base_ts, base = self.sampler.window("baseline", rule.metric)
+            if not detector.prime(base_ts, base):
+                self.event(
+                    EventKind.WARNING,
+                    f"stop condition {rule.name or rule.describe()} disabled: "
+                    f"only {len(base)} baseline samples",
+                )
+                detector = None
+            self.live[i] = [detector, 0]
+        detector, seen = self.live[i]
+        if detector is None:
+            return None
+        breach = None
+        for t, v in zip(ts[seen:], vs[seen:], strict=True):
+            breach = detector.update(t, v) or breach
+        self.live[i][1] = len(ts)
+        return breach
 
     # -- phases -----------------------------------------------------------------------
     def execute(self) -> None:
@@ -219,6 +251,13 @@ class Orchestrator:
                     f"fault reverted in {elapsed * 1000:.0f} ms",
                     reverted_at=timezone.now(),
                 )
+                if self.breached_at is not None:
+                    breach_ms = (time.monotonic() - self.breached_at) * 1000
+                    self.event(
+                        EventKind.INFO,
+                        f"stop condition breach → fault reverted in {breach_ms:.0f} ms",
+                        breach_to_revert_ms=round(breach_ms, 1),
+                    )
             else:
                 self.error = self.error or "the fault could not be confirmed reverted"
                 self.event(
@@ -359,10 +398,11 @@ def claim_run(run_id: int, worker: str) -> Run | None:
 
 
 def execute_run(run_id: int, worker: str | None = None) -> Run | None:
-    worker = worker or worker_identity()
-    run = claim_run(run_id, worker)
-    if run is None:
-        return None
-    Orchestrator(run, worker).execute()
-    run.refresh_from_db()
-    return run
+    with run_context(run_id):
+        worker = worker or worker_identity()
+        run = claim_run(run_id, worker)
+        if run is None:
+            return None
+        Orchestrator(run, worker).execute()
+        run.refresh_from_db()
+        return run

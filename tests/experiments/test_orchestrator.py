@@ -229,3 +229,23 @@ def test_a_run_whose_agent_is_offline_fails_preflight_with_the_reason(
     assert run.status == RunStatus.FAILED
     assert "agent 'nobody'" in run.status_reason and "offline" in run.status_reason
     assert not ActiveFault.objects.filter(run=run).exists()
+
+
+def test_a_statistical_stop_condition_aborts_an_over_harmful_fault(stack, start_worker):
+    start_worker()
+    spec = stack.spec(duration=60, recovery=1, baseline=5)
+    spec["fault"]["params"]["latency_ms"] = 300
+    spec["stop_conditions"] = [
+        {"name": "latency left its baseline", "metric": "latency", "phase": "during",
+         "detector": "cusum", "threshold": 8, "consecutive": 1},
+    ]  # fmt: skip
+    run = wait_status(start(spec), RunStatus.terminal(), timeout=60)
+
+    assert run.status == RunStatus.ABORTED and run.verdict == "failed"
+    breach = run.events.get(kind=EventKind.STOP_CONDITION)
+    assert breach.data["evidence"]["detector"] == "cusum"
+    assert breach.data["evidence"]["z"] > 8
+    timing = run.events.get(message__startswith="stop condition breach → fault reverted")
+    # Breach to reverted within two collection intervals.
+    assert timing.data["breach_to_revert_ms"] <= 2 * spec["interval"] * 1000
+    assert (run.finished_at - run.injected_at).total_seconds() < 15
