@@ -89,7 +89,7 @@ class ExperimentForm(forms.ModelForm):
                 raise forms.ValidationError("the spec must be a mapping of fields")
             validate_spec(data)
             target = catalog.resolve_target(data)
-            validate_spec(data, target_config=target.config)
+            validate_spec(data, target_config=target.config, target_labels=target.labels)
         except SpecError as exc:
             raise forms.ValidationError([str(err) for err in exc.errors]) from None
         clash = Experiment.objects.filter(name=data.get("name"))

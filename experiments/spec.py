@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from analysis.collectors.query_template import placeholders, query_context
 from injectors.base import FieldError, InvalidParams, UnknownInjector, pydantic_errors
 from injectors.registry import get_injector
 
@@ -106,6 +107,55 @@ class ScrapeSpec(_Strict):
     timeout: Duration = 2.0
 
 
+class PrometheusSpec(_Strict):
+    """A PromQL query against a Prometheus server; ``{target}``/``{label}`` placeholders
+    are filled from the target, so one spec works for every target."""
+
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    query: Annotated[str, Field(min_length=1, max_length=4000)]
+    step: Annotated[float, BeforeValidator(parse_duration), Field(gt=0)] | None = None
+    timeout: Annotated[float, BeforeValidator(parse_duration), Field(gt=0, le=60)] = 5.0
+
+
+# Statistics GetMetricData accepts: the five basic ones, percentiles (p99, p99.9) and the
+# trimmed/winsorized families (tm99, wm90, tc90, ts90), plus the interquartile mean.
+_CW_STAT = (
+    r"^(Average|Sum|Maximum|Minimum|SampleCount|IQM|(p|tm|wm|tc|ts)(100|\d{1,2}(\.\d{1,3})?))$"
+)
+
+
+class CloudWatchSpec(_Strict):
+    """A CloudWatch metric statistic. No credential fields on purpose: they come from
+    the environment/profile chain of the worker, never from a stored spec."""
+
+    namespace: Annotated[str, Field(min_length=1, max_length=255)]
+    metric_name: Annotated[str, Field(min_length=1, max_length=255)]
+    dimensions: Annotated[dict[str, str], Field(max_length=30)] = Field(default_factory=dict)
+    stat: Annotated[str, Field(pattern=_CW_STAT)] = "Average"
+    period: int = 60
+    region: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d+$")] | None = None
+    endpoint_url: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    timeout: Annotated[float, BeforeValidator(parse_duration), Field(gt=0, le=60)] = 5.0
+
+    @field_validator("period", mode="before")
+    @classmethod
+    def _whole_seconds(cls, v: Any) -> int:
+        seconds = parse_duration(v)
+        if seconds != int(seconds):
+            raise ValueError("must be a whole number of seconds")
+        return int(seconds)
+
+    @field_validator("period")
+    @classmethod
+    def _cloudwatch_period(cls, v: int) -> int:
+        if v < 1 or (v not in (1, 5, 10, 30) and v % 60):
+            raise ValueError("must be 1, 5, 10, 30 (high-resolution metrics) or a multiple of 60")
+        return v
+
+
+_SOURCES = ("probe", "scrape", "prometheus", "cloudwatch")
+
+
 class MetricSpec(_Strict):
     """One series to collect. ``role``, ``component``/``targeted`` and ``ceiling`` tell
     the analysis what the metric means when its name and unit do not: a change on a
@@ -122,17 +172,25 @@ class MetricSpec(_Strict):
     probe: ProbeSpec | None = None
     measure: ProbeMeasure | None = None
     scrape: ScrapeSpec | None = None
+    prometheus: PrometheusSpec | None = None
+    cloudwatch: CloudWatchSpec | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> MetricSpec:
-        if (self.probe is None) == (self.scrape is None):
-            raise ValueError("exactly one of 'probe' or 'scrape' is required")
+        given = [name for name in _SOURCES if getattr(self, name) is not None]
+        if len(given) != 1:
+            # The wording keeps "exactly one of 'probe' or 'scrape'" that users and
+            # tests already match on.
+            raise ValueError(
+                "exactly one of 'probe' or 'scrape' or 'prometheus' or 'cloudwatch' is "
+                f"required, got {', '.join(given) or 'none'}"
+            )
         if self.probe is not None and self.measure is None:
             raise ValueError(
                 "'measure' is required with 'probe' (one of "
                 "latency_p50, latency_p95, latency_p99, latency_mean, error_rate, throughput)"
             )
-        if self.scrape is not None and self.measure is not None:
+        if self.probe is None and self.measure is not None:
             raise ValueError("'measure' applies only to 'probe' metrics")
         return self
 
@@ -287,6 +345,34 @@ def _reference_errors(spec: ExperimentSpec) -> list[FieldError]:
     return errors
 
 
+def _placeholder_errors(
+    spec: ExperimentSpec, target_labels: dict[str, Any] | None
+) -> list[FieldError]:
+    """Placeholders of Prometheus queries the target cannot fill.
+
+    ``{target}`` is always known (the spec names its target). Label placeholders can
+    only be checked when the caller knows the target's labels; without them they are
+    left to the collector, which refuses a placeholder without a value at start.
+    """
+    known = set(query_context(spec.target, target_labels))
+    errors = []
+    for i, metric in enumerate(spec.metrics):
+        if metric.prometheus is None:
+            continue
+        used = placeholders(metric.prometheus.query)
+        unknown = [p for p in used if p not in known and target_labels is not None]
+        if unknown:
+            errors.append(
+                FieldError(
+                    f"metrics[{i}].prometheus.query",
+                    f"unknown placeholder(s) {', '.join('{' + u + '}' for u in unknown)}; "
+                    f"target {spec.target!r} provides: "
+                    + ", ".join("{" + k + "}" for k in sorted(known)),
+                )
+            )
+    return errors
+
+
 def _policy_errors(spec: ExperimentSpec, caps: dict[str, float]) -> list[FieldError]:
     errors = []
     if spec.duration > caps["max_duration"]:
@@ -330,11 +416,14 @@ def validate_spec(
     *,
     target_config: dict[str, Any] | None = None,
     caps: dict[str, float] | None = None,
+    target_labels: dict[str, Any] | None = None,
 ) -> ExperimentSpec:
     """Validate a spec mapping (or YAML/JSON text) completely, or raise SpecError.
 
     Shape, cross-references, the fault's own parameters (by its injector) and policy
-    caps are all checked, and every problem is reported at once.
+    caps are all checked, and every problem is reported at once. With ``target_labels``
+    (the target's ``labels``), ``{label}`` placeholders of Prometheus queries are checked
+    against them too.
     """
     if isinstance(data, str):
         data = load_spec_text(data)
@@ -345,6 +434,7 @@ def validate_spec(
         errors.extend(_fault_errors(data.get("fault"), target_config, shape_failed=True))
         raise SpecError(_dedupe(errors)) from None
     errors = _reference_errors(spec)
+    errors.extend(_placeholder_errors(spec, target_labels))
     errors.extend(_fault_errors(data.get("fault"), target_config, shape_failed=False))
     errors.extend(_policy_errors(spec, caps or default_caps()))
     if errors:

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 __all__ = [
     "AmbiguousMetricError",
+    "BadQueryError",
     "CollectionError",
+    "EmptyResultError",
     "ExpositionParseError",
     "MetricSelectionError",
     "NoMatchingSamplesError",
+    "QueryBackendError",
+    "QueryError",
     "TargetError",
     "TargetHTTPError",
     "TargetUnreachableError",
@@ -66,3 +70,29 @@ class AmbiguousMetricError(MetricSelectionError):
 
 class NoMatchingSamplesError(MetricSelectionError):
     """The family exists, but no sample carries all of the requested labels."""
+
+
+class QueryError(CollectionError):
+    """A metrics backend (Prometheus server, CloudWatch) could not give a usable answer.
+
+    Unlike a scrape, the value comes from someone else's query engine, so the message
+    carries what that engine said, plus which backend and which query it was about.
+    """
+
+    def __init__(self, source: str, query: str, message: str):
+        self.source = source
+        self.query = query
+        super().__init__(message)
+
+
+class BadQueryError(QueryError):
+    """The backend rejected the query itself (PromQL syntax, invalid CloudWatch stat)."""
+
+
+class EmptyResultError(QueryError):
+    """The query ran but matched no data: wrong labels, dimensions or time window."""
+
+
+class QueryBackendError(QueryError):
+    """The backend failed for reasons other than the query (5xx, throttling, no
+    credentials, access denied)."""

@@ -63,7 +63,8 @@ def delete_target(target: Target, *, actor: Any, source: str) -> None:
 
 def _validated(spec_data: dict[str, Any] | str, target: Target | None) -> dict[str, Any]:
     config = target.config if target is not None else None
-    return dump_spec(validate_spec(spec_data, target_config=config))
+    labels = target.labels if target is not None else None
+    return dump_spec(validate_spec(spec_data, target_config=config, target_labels=labels))
 
 
 def resolve_target(spec_data: dict[str, Any]) -> Target:
@@ -101,7 +102,7 @@ def preview_experiment(spec_data: dict[str, Any] | str) -> dict[str, Any]:
     data = load_spec_text(spec_data) if isinstance(spec_data, str) else spec_data
     validate_spec(data)
     target = resolve_target(data)
-    spec = validate_spec(data, target_config=target.config)
+    spec = validate_spec(data, target_config=target.config, target_labels=target.labels)
     ctx = InjectionContext(
         fault_id=None,
         target_name=target.name,

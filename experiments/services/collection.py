@@ -27,13 +27,20 @@ FLUSH_EVERY_S = 5.0
 class RunSampler:
     """Collects every metric of a spec once per interval in a background thread."""
 
-    def __init__(self, run_id: int, metrics: list[dict[str, Any]], interval: float):
+    def __init__(
+        self,
+        run_id: int,
+        metrics: list[dict[str, Any]],
+        interval: float,
+        context: dict[str, str] | None = None,
+    ):
         from analysis.collectors.collector import MetricCollector
 
         self.run_id = run_id
         self.interval = interval
         self.metric_names = [m["name"] for m in metrics]
-        self._collector = MetricCollector(metrics)
+        # context: the target's name and labels, substituted into query templates
+        self._collector = MetricCollector(metrics, context=context)
         self._lock = threading.Lock()
         self._phase: str | None = None
         self._stop = threading.Event()

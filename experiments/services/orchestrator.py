@@ -184,10 +184,14 @@ class Orchestrator:
         )
 
     def collect_and_inject(self) -> None:
+        from analysis.collectors.query_template import query_context
         from experiments.services.collection import RunSampler
 
         self.sampler = RunSampler(
-            self.run.pk, [m.model_dump() for m in self.spec.metrics], self.spec.interval
+            self.run.pk,
+            [m.model_dump() for m in self.spec.metrics],
+            self.spec.interval,
+            context=query_context(self.target.name, self.target.labels),
         )
         self.transition(RunStatus.BASELINE, baseline_started_at=timezone.now())
         self.sampler.start("baseline")
@@ -355,6 +359,12 @@ class Orchestrator:
             for key, value in {"status": status, **fields}.items():
                 setattr(self.run, key, value)
             add_event(self.run, EventKind.TRANSITION, f"{status}: {reason}", phase=status)
+            try:
+                from notifications.services import notify_run_ended
+
+                notify_run_ended(self.run)
+            except Exception:  # a notification must never break a run
+                log.exception("notifications of run %s failed", self.run.pk)
 
     def _write_report(self, final: dict[str, Any]) -> None:
         from analysis.services import write_report_files

@@ -18,6 +18,7 @@ from experiments.models import Run
 from experiments.services.runs import add_event
 from injectors.models import ActiveFault, FaultState
 from injectors.services import acts_on_host, agent_is_online, request_revert
+from observability import events
 
 __all__ = ["reap", "worker_is_gone"]
 
@@ -53,6 +54,12 @@ def reap() -> dict[str, int]:
         if updated:
             counts["runs_failed"] += 1
             add_event(run, EventKind.ERROR, f"reaper: {reason}", phase=RunStatus.FAILED)
+            try:
+                from notifications.services import notify_run_ended
+
+                notify_run_ended(run)
+            except Exception:  # a notification must never stop the reaper
+                log.exception("reaper: notifications of run %s failed", run.pk)
     for fault in ActiveFault.objects.filter(state__in=FaultState.open()).select_related("run"):
         orphaned = fault.run is not None and fault.run.status in RunStatus.terminal()
         expired = fault.expires_at <= now
@@ -84,4 +91,5 @@ def reap() -> dict[str, int]:
             )
     if any(counts.values()):
         log.warning("reaper: %s", counts)
+    events.reaper_pass(counts)
     return counts

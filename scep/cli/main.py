@@ -48,13 +48,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     text = _read_spec(args.spec)
     try:
         data = load_spec_text(text)
-        target_config = None
+        target_config = target_labels = None
         from experiments.models import Target
 
         target = Target.objects.filter(name=data.get("target")).first()
         if target is not None:
-            target_config = target.config
-        spec = validate_spec(data, target_config=target_config)
+            target_config, target_labels = target.config, target.labels
+        spec = validate_spec(data, target_config=target_config, target_labels=target_labels)
     except SpecError as exc:
         raise CliError(f"{args.spec}: invalid spec: {exc}") from None
     note = "" if target_config is not None else " (target not registered here: not checked)"
