@@ -6,10 +6,13 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from observability import views as observability
+
 api_v1 = [
     path("", include("experiments.api.urls")),
     path("", include("injectors.api.urls")),
     path("", include("analysis.api.urls")),
+    path("", include("notifications.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
 ]
@@ -17,6 +20,9 @@ api_v1 = [
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
+    path("metrics", observability.metrics, name="metrics"),
+    path("healthz", observability.healthz, name="healthz"),
+    path("readyz", observability.readyz, name="readyz"),
     # --- Web UI ---------------------------------------------------------------------
     # The server-rendered UI is mounted here, at the site root, once it exists, e.g.
     #   path("", include("experiments.web.urls")),

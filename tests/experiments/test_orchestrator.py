@@ -4,10 +4,8 @@ worker SIGKILLed mid-fault."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from django.conf import settings
 from django.utils import timezone
@@ -24,7 +22,7 @@ from experiments.services.runs import (
     start_run,
 )
 from injectors.models import ActiveFault, FaultState
-from tests.support.processes import wait_until
+from tests.support.processes import round_trip_ms, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -43,12 +41,6 @@ def wait_status(run: Run, statuses, timeout: float = 60) -> Run:
 
     wait_until(reached, timeout, f"run {run.pk} to reach {statuses} (is {run.status})")
     return run
-
-
-def round_trip_ms(url: str) -> float:
-    started = time.perf_counter()
-    httpx.get(url, timeout=5)
-    return (time.perf_counter() - started) * 1000
 
 
 def test_a_run_goes_through_every_phase_reverts_its_fault_and_judges_the_impact(

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from datetime import timedelta
 
-import httpx
 import psutil
 import pytest
 from django.utils import timezone
@@ -19,7 +17,7 @@ from experiments.models import Run
 from experiments.services.catalog import create_experiment, create_target
 from experiments.services.runs import abort_run, start_run
 from injectors.models import ActiveFault, Agent, FaultState
-from tests.support.processes import free_port, wait_until
+from tests.support.processes import free_port, round_trip_ms, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -51,12 +49,6 @@ def latency_spec(name: str, target: str, api: str, duration: float = 60) -> dict
         "metrics": [{"name": "latency", "better": "lower", "probe": probe,
                      "measure": "latency_p50"}],
     }  # fmt: skip
-
-
-def round_trip_ms(url: str) -> float:
-    started = time.perf_counter()
-    httpx.get(url, timeout=5)
-    return (time.perf_counter() - started) * 1000
 
 
 def fault_of(run: Run) -> ActiveFault:

@@ -134,3 +134,18 @@ def platform_env(broker_dir: Path, **extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+def round_trip_ms(url: str, n: int = 5) -> float:
+    """Median round trip of ``n`` GETs: one slow scheduling hiccup must not decide."""
+    import statistics
+
+    import httpx
+
+    times = []
+    with httpx.Client(timeout=5) as client:
+        for _ in range(n):
+            started = time.perf_counter()
+            client.get(url)
+            times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)

@@ -19,6 +19,7 @@ from analysis.models import Finding, Suggestion
 from experiments.models import Run, Target
 from experiments.services.runs import start_run
 from injectors.models import ActiveFault, Agent
+from notifications.models import NotificationChannel, NotificationDelivery
 from scep.permissions import ADMIN, OPERATOR, ROLES, VIEWER
 from tests.conftest import VALID_SPEC
 
@@ -151,6 +152,51 @@ MATRIX: list[tuple[str, str, str, Any, str | None, int]] = [
     ("runs-report", "get", "/api/v1/runs/{run}/report/", None, VIEWER, 200),
     ("runs-recommendations", "get", "/api/v1/runs/{run}/recommendations/", None, VIEWER, 200),
     ("targets-scores", "get", "/api/v1/targets/{target}/scores/", None, VIEWER, 200),
+    # notifications (channel URLs are secrets: operators read masked, admins write)
+    ("channels-list", "get", "/api/v1/notification-channels/", None, OPERATOR, 200),
+    ("channels-detail", "get", "/api/v1/notification-channels/{channel}/", None, OPERATOR, 200),
+    (
+        "channels-create",
+        "post",
+        "/api/v1/notification-channels/",
+        {"name": "fresh", "kind": "webhook", "url": "https://hooks.example.com/h/s3cret"},
+        ADMIN,
+        201,
+    ),
+    (
+        "channels-update",
+        "put",
+        "/api/v1/notification-channels/{channel}/",
+        {"name": "ops-hook", "kind": "webhook", "events": ["run.failed"], "enabled": True},
+        ADMIN,
+        200,
+    ),
+    (
+        "channels-patch",
+        "patch",
+        "/api/v1/notification-channels/{channel}/",
+        {"enabled": False},
+        ADMIN,
+        200,
+    ),
+    (
+        "channels-delete",
+        "delete",
+        "/api/v1/notification-channels/{spare_channel}/",
+        None,
+        ADMIN,
+        204,
+    ),
+    ("channels-test", "post", "/api/v1/notification-channels/{channel}/test/", {}, ADMIN, 200),
+    ("deliveries-list", "get", "/api/v1/notification-deliveries/", None, OPERATOR, 200),
+    (
+        "deliveries-detail",
+        "get",
+        "/api/v1/notification-deliveries/{delivery}/",
+        None,
+        OPERATOR,
+        200,
+    ),
 ]
 
 
@@ -189,7 +235,18 @@ def world(target: Target, make_target: Any, make_experiment: Any) -> dict[str, i
         run=run, kind="blast_radius", title="twice the intensity",
         spec=_spec(name="suggested-experiment"),
     )  # fmt: skip
+    # Port 9 (discard) has no listener here: the test button fails fast, answering 200.
+    channel = NotificationChannel.objects.create(
+        name="ops-hook", kind="webhook", url="http://127.0.0.1:9/hook", events=["run.finished"]
+    )
+    spare_channel = NotificationChannel.objects.create(
+        name="spare-hook", kind="slack", url="https://hooks.example.com/services/x"
+    )
+    delivery = NotificationDelivery.objects.create(channel=channel, event="run.finished", run=run)
     return {
+        "channel": channel.pk,
+        "spare_channel": spare_channel.pk,
+        "delivery": delivery.pk,
         "finding": finding.pk,
         "suggestion": suggestion.pk,
         "target": target.pk,
