@@ -15,6 +15,7 @@ from django.db import transaction
 from analysis.core.engine import AnalysisResult, MetricData, RunData
 from analysis.core.engine import analyse_run as analyse_core
 from analysis.models import Finding, MetricSeries, Suggestion, SuggestionStatus
+from observability import events
 
 __all__ = [
     "accept_suggestion",
@@ -75,6 +76,7 @@ def run_data(run: Any, aborted_reason: str = "") -> RunData:
     )
 
 
+@events.analysis_timed
 def analyse_run(run: Any, aborted_reason: str = "") -> AnalysisResult:
     """Analyse a run's stored series and replace its findings with the new ones."""
     result = analyse_core(run_data(run, aborted_reason))

@@ -17,6 +17,7 @@ from django.utils import timezone
 from injectors.base import InjectionContext
 from injectors.models import ActiveFault, FaultState
 from injectors.registry import get_injector
+from observability import events
 
 __all__ = ["apply_fault", "revert_fault"]
 
@@ -58,6 +59,7 @@ def apply_fault(fault_id: int, runtime: Any = None, *, where: str = "control pla
                 reverted_at=now,
                 revert_reason=fault.revert_reason or "expired before it was applied",
             )
+            events.fault_injected(fault.injector, "expired")
             return
         try:
             handle = get_injector(fault.injector).inject(fault.params, _context(fault, runtime))
@@ -66,10 +68,12 @@ def apply_fault(fault_id: int, runtime: Any = None, *, where: str = "control pla
             ActiveFault.objects.filter(pk=fault_id).update(
                 state=FaultState.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000]
             )
+            events.fault_injected(fault.injector, "failed")
             return
         ActiveFault.objects.filter(pk=fault_id).update(
             state=FaultState.ACTIVE, handle=handle, injected_at=timezone.now()
         )
+        events.fault_injected(fault.injector, "applied")
 
 
 def revert_fault(fault_id: int, reason: str = "", runtime: Any = None) -> None:
@@ -79,8 +83,10 @@ def revert_fault(fault_id: int, reason: str = "", runtime: Any = None) -> None:
             return
         if fault.state == FaultState.ACTIVE:
             get_injector(fault.injector).revert(fault.handle, _context(fault, runtime))
-        ActiveFault.objects.filter(pk=fault_id, state__in=FaultState.open()).update(
+        closed = ActiveFault.objects.filter(pk=fault_id, state__in=FaultState.open()).update(
             state=FaultState.REVERTED,
             reverted_at=timezone.now(),
             revert_reason=fault.revert_reason or reason or "reverted",
         )
+        if closed:
+            events.fault_reverted(fault.injector, fault.revert_reason or reason or "reverted")

@@ -41,9 +41,12 @@ INSTALLED_APPS = [
     "analysis",
     "observability",
     "notifications",
+    "django_prometheus",
 ]
 
 MIDDLEWARE = [
+    # django-prometheus: Before must be first and After last to time the whole stack.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -51,6 +54,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "scep.urls"
@@ -189,11 +193,29 @@ CELERY_BEAT_SCHEDULE = {
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
+# Platform telemetry (docs/observability.md).
+SCEP_LOG_FORMAT = env_str("SCEP_LOG_FORMAT", "plain").strip().lower()
+if SCEP_LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"SCEP_LOG_FORMAT={SCEP_LOG_FORMAT!r}: expected plain or json")
+SCEP_READY_TIMEOUT_S = env_float("SCEP_READY_TIMEOUT_S", 2.0, minimum=0.1)
+SCEP_READY_REQUIRES_AGENTS = env_bool("SCEP_READY_REQUIRES_AGENTS", False)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        # One JSON object per line, with run_id inside run_context (observability.logging).
+        "json": {"()": "observability.logging.JsonFormatter"},
+    },
+    "filters": {"run_context": {"()": "observability.logging.RunContextFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": SCEP_LOG_FORMAT,
+            "filters": ["run_context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("SCEP_LOG_LEVEL", "WARNING")},
     # The filesystem transport warns about a missing hostname on every connection.
     "loggers": {"kombu.connection": {"level": "ERROR"}},
