@@ -10,17 +10,10 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-import httpx
 import pytest
 
 from analysis.collectors.collector import MetricCollector
@@ -38,6 +31,8 @@ from analysis.collectors.query_template import (
     render_query,
 )
 from demo.services import DemoServices, start_demo_services
+from tests.support.processes import free_port
+from tests.support.prometheus import prometheus
 
 pytestmark = pytest.mark.slow
 
@@ -52,90 +47,16 @@ class PromServer:
     demo: DemoServices
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _prometheus_binary() -> str:
-    binary = shutil.which("prometheus") or (
-        "/usr/bin/prometheus" if os.access("/usr/bin/prometheus", os.X_OK) else None
-    )
-    if binary is None:
-        reason = "the `prometheus` server binary is not on PATH (apt-get install prometheus)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI must run these tests: see .ci/install-system.sh")
-        pytest.skip(reason)
-    return binary
-
-
-def _query(client: httpx.Client, url: str, promql: str) -> list[dict]:
-    try:
-        resp = client.get(f"{url}/api/v1/query", params={"query": promql})
-    except httpx.HTTPError:  # not listening yet
-        return []
-    return resp.json()["data"]["result"] if resp.status_code == 200 else []
-
-
 @pytest.fixture(scope="session")
 def prom() -> Iterator[PromServer]:
     """Demo services + a Prometheus scraping the target every 1 s, ready with 10 s of data."""
-    binary = _prometheus_binary()
-    workdir = Path(tempfile.mkdtemp(prefix="scep-prom-"))
     demo = start_demo_services(loadgen=True, loadgen_rps=RPS)
-    proc: subprocess.Popen[bytes] | None = None
-    log = workdir / "prometheus.log"
     try:
         target = demo.target_url.split("://", 1)[1]
-        (workdir / "prometheus.yml").write_text(
-            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-            "scrape_configs:\n"
-            "  - job_name: demo\n"
-            "    scrape_interval: 1s\n"
-            "    scrape_timeout: 1s\n"
-            f"    static_configs: [{{targets: ['{target}'], labels: {{env: test}}}}]\n"
-        )
-        port = _free_port()
-        url = f"http://127.0.0.1:{port}"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={workdir / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={workdir / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=workdir,
-            )
-        deadline = time.monotonic() + 25
-        with httpx.Client(timeout=1.0, trust_env=False) as client:
-            while time.monotonic() < deadline and proc.poll() is None:
-                # Ready when rate() over 5 s has a full window of samples behind it.
-                up = _query(client, url, 'up{job="demo"}')
-                seen = _query(client, url, 'count_over_time(up{job="demo"}[15s])')
-                if up and up[0]["value"][1] == "1" and seen and float(seen[0]["value"][1]) >= 10:
-                    break
-                time.sleep(0.25)
-            else:
-                pytest.fail(
-                    "prometheus did not get the demo target up with 10 s of data "
-                    f"(exit {proc.poll()}):\n{log.read_text(errors='replace')[-2000:]}"
-                )
-        yield PromServer(url, demo)
+        with prometheus("demo", target, labels="{env: test}") as url:
+            yield PromServer(url, demo)
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
         demo.stop(grace=2.0)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 # -- templates (no server needed) -----------------------------------------------------
@@ -232,7 +153,7 @@ def test_empty_result(prom):
 
 
 def test_unreachable_server_fails_fast():
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
     with (
         PrometheusQuery(url, "up", timeout=1.0) as q,
