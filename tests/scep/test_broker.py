@@ -23,10 +23,12 @@ def test_messages_published_while_being_consumed_all_arrive_whole(tmp_path):
     (tmp_path / "processed").mkdir()
     received: list[dict] = []
     total = 400
+    declared = threading.Event()
 
     def consume() -> None:
         with Connection(transport=Transport, transport_options=options(tmp_path)) as conn:
             queue = conn.SimpleQueue("q")
+            declared.set()
             while len(received) < total:
                 message = queue.get(timeout=10)
                 received.append(message.payload)
@@ -34,6 +36,7 @@ def test_messages_published_while_being_consumed_all_arrive_whole(tmp_path):
 
     consumer = threading.Thread(target=consume)
     consumer.start()
+    assert declared.wait(10)
     with Connection(transport=Transport, transport_options=options(tmp_path)) as conn:
         queue = conn.SimpleQueue("q")
         for i in range(total):
