@@ -64,12 +64,49 @@ class RunSampler:
             self._phase = phase
         self.flush()
 
-    def stop(self) -> None:
+    def stop(self, phases: dict[str, tuple[float, float]] | None = None) -> dict[str, str]:
+        """Stop sampling. With ``phases`` (phase -> (start, end) epoch seconds), metrics
+        read from a time-series backend (Prometheus, CloudWatch) are re-read as one range
+        query per phase, at the backend's own resolution, replacing the per-tick samples
+        taken for live checks; returns the range errors (those metrics keep their ticks)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=self.interval + 10)
-        self._collector.close()
         self.flush()
+        errors: dict[str, str] = {}
+        try:
+            if phases:
+                errors = self._replace_with_ranges(phases)
+        finally:
+            self._collector.close()
+        return errors
+
+    def _replace_with_ranges(self, phases: dict[str, tuple[float, float]]) -> dict[str, str]:
+        per_phase = {
+            phase: self._collector.collect_range(start, end)
+            for phase, (start, end) in phases.items()
+            if end > start
+        }
+        errors = dict(getattr(self._collector, "range_errors", {}) or {})
+        names = {name for series in per_phase.values() for name in series}
+        close_old_connections()
+        for name in sorted(names):
+            if not all(series.get(name) for series in per_phase.values()):
+                continue  # a phase without range data: keep the ticks, all of them
+            MetricSeries.objects.filter(run_id=self.run_id, metric=name).delete()
+            MetricSeries.objects.bulk_create(
+                MetricSeries(
+                    run_id=self.run_id,
+                    metric=name,
+                    phase=phase,
+                    seq=0,
+                    timestamps=[t for t, _ in series[name]],
+                    values=[v for _, v in series[name]],
+                    labels={"source": "range query"},
+                )
+                for phase, series in per_phase.items()
+            )
+        return errors
 
     def window(self, phase: str, metric: str) -> tuple[list[float], list[float]]:
         with self._lock:

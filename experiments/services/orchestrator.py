@@ -292,7 +292,9 @@ class Orchestrator:
             except RunInterrupted as exc:
                 if self.interruption is None:
                     self.interruption = exc
-        self.sampler.stop()
+        range_errors = self.sampler.stop(self.phase_bounds())
+        for metric, error in range_errors.items():
+            self.event(EventKind.WARNING, f"{metric}: range query failed, kept ticks: {error}")
         status, reason = self.final_status()
         if status == RunStatus.FAILED and "ended elsewhere" in reason:
             return
@@ -317,6 +319,22 @@ class Orchestrator:
             verdict_reason=result.reason,
             write_report=True,
         )
+
+    def phase_bounds(self) -> dict[str, tuple[float, float]]:
+        """Each phase's (start, end) in epoch seconds, for after-the-fact range queries."""
+        now = time.time()
+        run = self.run
+        bounds = {}
+        if run.baseline_started_at:
+            end = run.injected_at or run.reverted_at
+            bounds["baseline"] = (run.baseline_started_at.timestamp(),
+                                  end.timestamp() if end else now)  # fmt: skip
+        if run.injected_at:
+            end = run.reverted_at.timestamp() if run.reverted_at else now
+            bounds["during"] = (run.injected_at.timestamp(), end)
+        if run.recovery_started_at:
+            bounds["recovery"] = (run.recovery_started_at.timestamp(), now)
+        return bounds
 
     def final_status(self) -> tuple[str, str]:
         if self.error:

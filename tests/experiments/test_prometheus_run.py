@@ -3,6 +3,7 @@ stored per phase and the analysis finds the latency the fault added."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from analysis.models import Finding, MetricSeries
@@ -24,7 +25,7 @@ def test_a_run_collects_from_prometheus_and_judges_what_it_saw(stack, start_work
     host = stack.api_url.split("://", 1)[1]
     with prometheus(stack.target.name, host, history_s=4) as prom_url:
         start_worker()
-        spec = stack.spec(name="prometheus-run", baseline=8, duration=8, recovery=4)
+        spec = stack.spec(name="prometheus-run", baseline=10, duration=12, recovery=4)
         spec["fault"]["params"]["latency_ms"] = 200
         spec["metrics"].append(
             {"name": "prom_p50", "better": "lower", "unit": "ms",
@@ -39,4 +40,12 @@ def test_a_run_collects_from_prometheus_and_judges_what_it_saw(stack, start_work
         MetricSeries.objects.filter(run=run, metric="prom_p50").values_list("phase", flat=True)
     )
     assert phases == {"baseline", "during", "recovery"}
-    assert Finding.objects.filter(run=run, metric="prom_p50", kind="degradation").exists()
+    # After the run, each phase was re-read as one range query at Prometheus's own
+    # resolution (its 1 s scrape interval), replacing the 0.5 s ticks used live.
+    rows = MetricSeries.objects.filter(run=run, metric="prom_p50")
+    assert all(row.labels == {"source": "range query"} for row in rows)
+    during = rows.get(phase="during").timestamps
+    assert len(during) >= 6
+    assert np.median(np.diff(during)) == pytest.approx(1.0, abs=0.01)
+    kinds = {f.kind: f.summary for f in Finding.objects.filter(run=run, metric="prom_p50")}
+    assert "degradation" in kinds, kinds
