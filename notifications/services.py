@@ -133,6 +133,25 @@ def dispatch(delivery_id: int) -> None:
         log.exception("notification delivery %s could not be queued", delivery_id)
 
 
+def redispatch_stuck(older_than_s: float = 300.0) -> int:
+    """Queue again the deliveries still pending long after they were created (the broker
+    was down when they were queued, or a worker died mid-attempt); the reaper calls this.
+    Attempts are counted on the row, so a delivery queued twice is still sent once."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    cutoff = timezone.now() - timedelta(seconds=older_than_s)
+    stuck = list(
+        NotificationDelivery.objects.filter(status="pending", updated_at__lt=cutoff).values_list(
+            "pk", flat=True
+        )[:100]
+    )
+    for delivery_id in stuck:
+        dispatch(delivery_id)
+    return len(stuck)
+
+
 # --- sending --------------------------------------------------------------------------
 
 

@@ -91,5 +91,11 @@ def reap() -> dict[str, int]:
             )
     if any(counts.values()):
         log.warning("reaper: %s", counts)
+    try:
+        from notifications.services import redispatch_stuck
+
+        counts["notifications_requeued"] = redispatch_stuck()
+    except Exception:  # notifications must never stop the reaper
+        log.exception("reaper: re-queueing stuck notifications failed")
     events.reaper_pass(counts)
     return counts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.db import transaction
@@ -20,6 +21,9 @@ __all__ = [
     "release_kill_switch",
     "start_run",
 ]
+
+
+log = logging.getLogger(__name__)
 
 
 class KillSwitchEngaged(Exception):
@@ -99,7 +103,18 @@ def abort_run(run: Run, *, actor: Any, source: str, reason: str = "") -> Run:
         run.save(update_fields=fields)
         add_event(run, EventKind.ABORT, f"abort requested: {why}", data={"source": source})
         record(actor=actor, action="run.abort", source=source, obj=run, changes={"reason": why})
+        if run.status == RunStatus.ABORTED:  # ended here: no worker will announce it
+            transaction.on_commit(lambda: _notify_ended(run))
     return run
+
+
+def _notify_ended(run: Run) -> None:
+    try:
+        from notifications.services import notify_run_ended
+
+        notify_run_ended(run)
+    except Exception:  # a notification must never break an abort
+        log.exception("notifications of run %s failed", run.pk)
 
 
 def engage_kill_switch(*, actor: Any, source: str, reason: str = "") -> dict[str, int]:

@@ -295,3 +295,30 @@ def test_the_admin_masks_the_url(client: Any, django_user_model: Any) -> None:
     for response in (listing, page):
         html = response.content.decode()
         assert "s3cr3t" not in html and "https://hooks.example.com/…/****" in html
+
+
+def test_aborting_a_queued_run_notifies_though_no_worker_saw_it(
+    fast_delivery: Any, receiver: Receiver, run: Run, django_capture_on_commit_callbacks: Any
+) -> None:
+    from experiments.services.runs import abort_run
+
+    channel("hook", "webhook", receiver.url("/webhook"), events=["run.aborted"])
+    with django_capture_on_commit_callbacks(execute=True):
+        abort_run(run, actor=None, source="system", reason="changed my mind")
+    (body,) = receiver.bodies("/webhook")
+    assert body["event"] == "run.aborted" and body["run"]["status"] == "aborted"
+
+
+def test_the_reaper_queues_again_a_delivery_left_pending(
+    fast_delivery: Any, receiver: Receiver, run: Run
+) -> None:
+    hook = channel("hook", "webhook", receiver.url("/webhook"), events=["run.failed"])
+    stuck = NotificationDelivery.objects.create(
+        channel=hook, event="run.failed", run=run, payload={"event": "run.failed"}
+    )
+    NotificationDelivery.objects.filter(pk=stuck.pk).update(
+        updated_at=timezone.now() - timedelta(minutes=10)
+    )
+    assert reap()["notifications_requeued"] == 1
+    stuck.refresh_from_db()
+    assert stuck.status == "sent" and receiver.bodies("/webhook")
