@@ -141,11 +141,20 @@ class CloudWatchQuery:
         first (CloudWatch timestamps are the start of each period)."""
         if end < start:
             raise ValueError("end must not be before start")
+        # Period-aligned bounds: CloudWatch (and moto) bucket from StartTime, and an
+        # unaligned start can split one period's datapoints across two buckets.
+        first = math.floor(start / self.period) * self.period
+        last = math.ceil((end + 1) / self.period) * self.period
         points = self._fetch(
-            datetime.fromtimestamp(start, UTC),
-            datetime.fromtimestamp(end, UTC) + timedelta(seconds=1),
+            datetime.fromtimestamp(first, UTC),
+            datetime.fromtimestamp(last, UTC),
             scan="TimestampAscending",
         )
+        by_time: dict[float, float] = {}
+        for ts, value in points:  # one value per period start, within the asked window
+            if start <= ts <= end:
+                by_time.setdefault(ts, value)
+        points = sorted(by_time.items())
         if not points:
             raise self._empty(f"between {start:.0f} and {end:.0f}")
         return points
