@@ -87,7 +87,6 @@ def reap() -> dict[str, int]:
                 fault.run_id,
                 EventKind.FAULT,
                 f"reaper: fault {fault.pk} {why}",
-                phase=RunStatus.FAILED if orphaned else None,
             )
     if any(counts.values()):
         log.warning("reaper: %s", counts)
