@@ -11,12 +11,14 @@ from analysis.collectors.probe import MEASURES, Probe, ProbeSample
 
 def test_latency_reflects_server_delay(server):
     with Probe(server.url("/sleep?ms=200"), requests=5, timeout=2.0) as probe:
+        probe.sample()  # connections and threads opened: a cold start is not latency
         sample = probe.sample()
     assert sample.n == 5
     assert sample.error_rate == 0.0
-    assert 195 <= sample.latency_p50 <= 350
-    assert 195 <= sample.latency_mean <= 350
-    assert sample.latency_p50 <= sample.latency_p95 <= sample.latency_p99 < 400
+    # Never below the server's delay; the upper bound leaves room for a busy CI host.
+    assert 195 <= sample.latency_p50 <= 450
+    assert 195 <= sample.latency_mean <= 450
+    assert sample.latency_p50 <= sample.latency_p95 <= sample.latency_p99 < 600
 
 
 def test_concurrent_requests_fit_in_one_tick(server):
