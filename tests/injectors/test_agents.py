@@ -134,7 +134,7 @@ def test_a_paused_process_is_resumed_at_expiry_even_with_its_agent_dead(start_ag
             injector="process.pause",
             params={"process": "sleeper"},
             intensity=1.0,
-            expires_at=timezone.now() + timedelta(seconds=3),
+            expires_at=timezone.now() + timedelta(seconds=8),
             owner_worker="test",
         )
         inject_fault(fault)
@@ -143,7 +143,7 @@ def test_a_paused_process_is_resumed_at_expiry_even_with_its_agent_dead(start_ag
 
         wait_until(
             lambda: psutil.Process(sleeper.pid).status() != psutil.STATUS_STOPPED,
-            6,
+            (fault.expires_at - timezone.now()).total_seconds() + 3,
             "process resumed by the watchdog at expiry",
         )
     finally:
