@@ -8,7 +8,7 @@ PG_URL    ?= postgres://postgres@127.0.0.1:5432/scep
 REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-embedded test-services ci lint format clean
+.PHONY: install demo test test-embedded test-services test-scale ci lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,12 +40,20 @@ test-services: install
 	@echo "== pass 2: PostgreSQL + Redis =="
 	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(REDIS_URL) SCEP_REQUIRE_SERVICES=1 $(BIN)/pytest $(PYTEST_ARGS)
 
+# The 100-concurrent-runs test (tests/scale, marker `scale`), on both configurations.
+test-scale: install
+	@echo "== scale: 100 runs on 4 workers, embedded and PostgreSQL + Redis =="
+	SCEP_RUN_SCALE=1 $(BIN)/pytest tests/scale -m scale $(PYTEST_ARGS)
+	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(REDIS_URL) SCEP_REQUIRE_SERVICES=1 \
+		SCEP_RUN_SCALE=1 $(BIN)/pytest tests/scale -m scale $(PYTEST_ARGS)
+
 ci: install
 	bash .ci/start-services.sh
 	$(BIN)/python -m scep.cli.services check "$(PG_URL)" "$(REDIS_URL)" --require
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory test-embedded
 	$(MAKE) --no-print-directory test-services
+	$(MAKE) --no-print-directory test-scale
 
 lint: install
 	$(BIN)/ruff check .

@@ -139,7 +139,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     worker = app.Worker(
         hostname=f"orchestrator-{os.getpid()}@{settings.SCEP_HOSTNAME}",
-        queues=["orchestrator"],
+        queues=[q.strip() for q in args.queues.split(",") if q.strip()],
         pool="threads",
         concurrency=args.concurrency,
         loglevel=args.loglevel,
@@ -221,6 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run an orchestrator worker (queue 'orchestrator')")
     p.add_argument("--concurrency", type=int, default=8, help="concurrent runs")
     p.add_argument("--beat", action="store_true", help="also run the periodic reaper")
+    p.add_argument(
+        "--queues",
+        default="orchestrator",
+        help="comma-separated queues to consume (e.g. orchestrator,notifications)",
+    )
     p.add_argument("--loglevel", default="WARNING")
     p.set_defaults(func=cmd_worker)
 
