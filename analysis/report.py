@@ -33,16 +33,24 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
+from analysis.charts import PHASE_COLOURS, Threshold, metric_chart
+from analysis.charts import to_epoch as _epoch
 from analysis.core.engine import jsonable
 
-__all__ = ["render_html", "render_json", "svg_chart"]
+__all__ = [
+    "PHASE_COLOURS",
+    "chart_marks",
+    "render_body",
+    "render_html",
+    "render_json",
+    "svg_chart",
+]
 
-PHASE_COLOURS = {"baseline": "#e3ecfa", "during": "#fbe3e1", "recovery": "#e2f4e6"}
 STAT_KEYS = ("n", "mean", "p50", "p95", "p99", "min", "max", "std", "mad")
 
 
@@ -75,26 +83,6 @@ def _finite(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _epoch(value: Any) -> float | None:
-    """Epoch seconds from a number, an ISO-8601 string or a datetime; None otherwise."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, datetime):
-        dt = value
-    elif isinstance(value, str):
-        try:
-            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    else:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
-
-
 def _when(value: Any) -> str:
     ts = _epoch(value)
     if ts is None:
@@ -102,23 +90,7 @@ def _when(value: Any) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-# --- SVG chart ---------------------------------------------------------------------------
-
-
-def _ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    return [lo + (hi - lo) * i / (count - 1) for i in range(count)]
-
-
-# Carried inside every chart so an SVG copied out of the page still draws correctly.
-_SVG_CSS = (
-    "text{font-family:system-ui,sans-serif}.axis{stroke:#555;stroke-width:1}"
-    ".grid{stroke:#eee;stroke-width:1}.tick{font-size:10px;fill:#555}"
-    ".axislabel{font-size:11px;fill:#333}.band{font-size:10px;fill:#777}"
-    ".line{fill:none;stroke:#1f4e9c;stroke-width:1.5}.dot{fill:#1f4e9c}"
-    ".inject{stroke:#b3261e;stroke-dasharray:4 3}.revert{stroke:#1d7a3a;stroke-dasharray:4 3}"
-    ".injectlabel{font-size:10px;fill:#b3261e}.revertlabel{font-size:10px;fill:#1d7a3a}"
-    ".muted{fill:#6b7383}"
-)
+# --- charts ------------------------------------------------------------------------------
 
 
 def svg_chart(
@@ -130,114 +102,50 @@ def svg_chart(
     injected_at: Any = None,
     reverted_at: Any = None,
     width: int = 720,
-    height: int = 240,
+    height: int = 270,
 ) -> str:
-    """An inline SVG line chart of one metric with shaded phase bands and event lines.
+    """A metric chart without anomaly or threshold marks (see ``analysis.charts``)."""
+    return metric_chart(
+        name,
+        unit,
+        timestamps,
+        values,
+        phases,
+        injected_at=injected_at,
+        reverted_at=reverted_at,
+        width=width,
+        height=height,
+    )
 
-    The x axis is seconds since the first sample, the y axis the metric in its unit.
-    Missing values break the line instead of being drawn as zero.
+
+def chart_marks(report: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The anomalies and thresholds to draw on one metric's chart.
+
+    Anomalies are the forecast detector's out-of-band segments; thresholds are the
+    effective thresholds of the hypothesis rules on the metric and the limits of its
+    stop conditions.
     """
-    left, right, top, bottom = 64, 16, 22, 42
-    plot_w, plot_h = width - left - right, height - top - bottom
-    label = f"{name} ({unit})" if unit else name
-    head = (
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" '
-        f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="{_e(label)}"><title>{_e(label)}</title><style>{_SVG_CSS}</style>'
-    )
-    ts_list = list(timestamps or [])
-    vs_list = list(values or [])
-    ph_list = list(phases or [])
-    points = []
-    for i, (t, v) in enumerate(zip(ts_list, vs_list, strict=False)):
-        tt, vv = _epoch(t), _finite(v)
-        phase = ph_list[i] if i < len(ph_list) else None
-        points.append((tt, vv, phase))
-    finite = [(t, v) for t, v, _ in points if t is not None and v is not None]
-    if not finite:
-        return (
-            f'{head}<text x="{width / 2}" y="{height / 2}" text-anchor="middle" '
-            f'class="muted">no data</text></svg>'
-        )
-
-    t0 = min(t for t, _ in finite)
-    t1 = max(t for t, _ in finite)
-    v0 = min(v for _, v in finite)
-    v1 = max(v for _, v in finite)
-    if t1 == t0:
-        t1 = t0 + 1.0
-    pad = (v1 - v0) * 0.05 if v1 > v0 else max(abs(v0) * 0.1, 1.0)
-    v0, v1 = v0 - pad, v1 + pad
-
-    def x(t: float) -> float:
-        return left + (t - t0) / (t1 - t0) * plot_w
-
-    def y(v: float) -> float:
-        return top + (1.0 - (v - v0) / (v1 - v0)) * plot_h
-
-    parts = [head]
-    # Phase bands: from a phase's first to its last sample.
-    spans: dict[str, list[float]] = {}
-    for t, _, phase in points:
-        if t is not None and phase in PHASE_COLOURS:
-            lo_hi = spans.setdefault(phase, [t, t])
-            lo_hi[0], lo_hi[1] = min(lo_hi[0], t), max(lo_hi[1], t)
-    ordered = sorted(spans.items(), key=lambda item: item[1][0])
-    for i, (phase, (lo, hi)) in enumerate(ordered):
-        # Run each band up to the next phase's first sample so the bands tile the time axis.
-        end = ordered[i + 1][1][0] if i + 1 < len(ordered) else hi
-        xa, xb = x(lo), x(max(hi, end))
-        parts.append(
-            f'<rect x="{xa:.1f}" y="{top}" width="{max(xb - xa, 1.0):.1f}" height="{plot_h}" '
-            f'fill="{PHASE_COLOURS[phase]}"><title>{_e(phase)}</title></rect>'
-            f'<text x="{xa + 3:.1f}" y="{top + 11}" class="band">{_e(phase)}</text>'
-        )
-    # Axes, ticks and labels.
-    parts.append(
-        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" class="axis"/>'
-        f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" '
-        'class="axis"/>'
-    )
-    for v in _ticks(v0, v1):
-        parts.append(
-            f'<line x1="{left - 4}" y1="{y(v):.1f}" x2="{left + plot_w}" y2="{y(v):.1f}" '
-            f'class="grid"/><text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end" '
-            f'class="tick">{_e(f"{v:.4g}")}</text>'
-        )
-    for t in _ticks(t0, t1):
-        parts.append(
-            f'<text x="{x(t):.1f}" y="{top + plot_h + 14}" text-anchor="middle" '
-            f'class="tick">{_e(f"{t - t0:.0f}")}</text>'
-        )
-    parts.append(
-        f'<text x="{left + plot_w / 2}" y="{height - 6}" text-anchor="middle" '
-        'class="axislabel">time since start (s)</text>'
-        f'<text x="14" y="{top + plot_h / 2}" text-anchor="middle" class="axislabel" '
-        f'transform="rotate(-90 14 {top + plot_h / 2})">{_e(label)}</text>'
-    )
-    # Injection and revert instants.
-    for when, cls, text in ((injected_at, "inject", "inject"), (reverted_at, "revert", "revert")):
-        t = _epoch(when)
-        if t is not None and t0 <= t <= t1:
-            parts.append(
-                f'<line x1="{x(t):.1f}" y1="{top}" x2="{x(t):.1f}" y2="{top + plot_h}" '
-                f'class="{cls}"/><text x="{x(t) + 3:.1f}" y="{top - 6}" '
-                f'class="{cls}label">{text}</text>'
-            )
-    # The series, broken at gaps.
-    path, pen_down = [], False
-    for t, v, _ in points:
-        if t is None or v is None:
-            pen_down = False
-            continue
-        path.append(f"{'L' if pen_down else 'M'}{x(t):.1f},{y(v):.1f}")
-        pen_down = True
-    parts.append(f'<path d="{" ".join(path)}" class="line"/>')
-    if len(finite) == 1:
-        t, v = finite[0]
-        parts.append(f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="2.5" class="dot"/>')
-    parts.append("</svg>")
-    return "".join(parts)
+    analysis = report.get("analysis") or {}
+    metric = (analysis.get("metrics") or {}).get(name) or {}
+    forecast = metric.get("forecast") or {}
+    anomalies = []
+    for seg in forecast.get("segments") or []:
+        a, b = _finite(seg.get("start_ts")), _finite(seg.get("end_ts"))
+        if a is not None and b is not None:
+            anomalies.append((a, b))
+    thresholds: list[Threshold] = []
+    for rule in analysis.get("rules") or []:
+        value = _finite(rule.get("effective_threshold"))
+        if value is None:
+            value = _finite(rule.get("threshold")) if rule.get("relative") != "baseline" else None
+        if rule.get("metric") == name and value is not None:
+            text = rule.get("name") or f"{rule.get('aggregate', '')} {rule.get('operator', '')}"
+            thresholds.append(Threshold(value, f"rule: {text} {_num(value)}"))
+    for cond in (report.get("run") or {}).get("stop_conditions") or []:
+        value = _finite(cond.get("threshold"))
+        if cond.get("metric") == name and value is not None and not cond.get("relative"):
+            thresholds.append(Threshold(value, f"stop if {cond.get('operator', '')} {_num(value)}"))
+    return {"anomalies": anomalies, "thresholds": thresholds}
 
 
 # --- HTML sections -----------------------------------------------------------------------
@@ -264,14 +172,19 @@ color:#fff;background:#6b7383}
 svg.chart{max-width:100%;height:auto;background:#fff}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:0}
 dt{color:#6b7383}dd{margin:0}
+.kv{columns:3 200px;column-gap:18px;font-size:12px;margin:6px 0}.kv div{break-inside:avoid}
+.kv .k{color:#6b7383}
+@media print{body{background:#fff}main{max-width:none;padding:0}
+section,.card{break-inside:avoid;border-color:#999}}
 """
 
 
 def _kv_table(items: Mapping[str, Any]) -> str:
+    """Evidence as compact key/value pairs flowing in columns (long lists stay short)."""
     rows = "".join(
-        f"<tr><th>{_e(k)}</th><td>{_e(_fmt_value(v))}</td></tr>" for k, v in items.items()
+        f'<div><span class="k">{_e(k)}</span> {_e(_fmt_value(v))}</div>' for k, v in items.items()
     )
-    return f"<table>{rows}</table>"
+    return f'<div class="kv">{rows}</div>'
 
 
 def _fmt_value(value: Any) -> str:
@@ -340,14 +253,16 @@ def _recommendations_section(analysis: Mapping[str, Any]) -> str:
     return f"<h2>What to fix</h2><ol>{rows}</ol>"
 
 
-def _suggestions_section(report: Mapping[str, Any]) -> str:
+def _suggestions_section(
+    report: Mapping[str, Any], action: Callable[[Mapping[str, Any]], str] | None = None
+) -> str:
     items = report.get("suggestions") or []
     if not items:
         return ""
     rows = "".join(
         f"<li><strong>{_e(item.get('title', ''))}</strong> "
         f'<span class="muted">[{_e(item.get("kind", ""))}, suggestion #{_e(item.get("id", ""))}]'
-        f"</span><br>{_e(item.get('rationale', ''))}</li>"
+        f"</span><br>{_e(item.get('rationale', ''))}{action(item) if action else ''}</li>"
         for item in items
     )
     return f"<h2>Suggested next experiments</h2><ol>{rows}</ol>"
@@ -402,17 +317,18 @@ def _metrics_section(report: Mapping[str, Any]) -> str:
         better = metric.get("better") or declared.get("better")
         sub = f' <span class="muted">{_e(unit)}{", " if unit and better else ""}'
         sub += f"{_e(better + ' is better') if better else ''}</span>"
-        chart = svg_chart(
+        chart = metric_chart(
             str(name),
             unit,
             data.get("timestamps") or [],
             data.get("values") or [],
             data.get("phases") or [],
-            run.get("injected_at"),
-            run.get("reverted_at"),
+            injected_at=run.get("injected_at"),
+            reverted_at=run.get("reverted_at"),
+            **chart_marks(report, name),
         )
         out.append(
-            f"<section><h3>{_e(name)}{sub}</h3>{chart}"
+            f'<section class="metric"><h3>{_e(name)}{sub}</h3>{chart}'
             f"{_stats_table(metric) if metric else ''}</section>"
         )
     return "".join(out)
@@ -483,21 +399,35 @@ def _events_section(report: Mapping[str, Any]) -> str:
     )
 
 
-def render_html(report: Mapping[str, Any]) -> str:
-    """A complete, self-contained HTML document for one run (see module docstring)."""
-    report = jsonable(report)  # numpy scalars and datetimes become plain values
+def render_body(
+    report: Mapping[str, Any],
+    *,
+    suggestion_action: Callable[[Mapping[str, Any]], str] | None = None,
+) -> str:
+    """The report's sections as an HTML fragment: the web report page embeds it in its
+    layout and ``render_html`` wraps it into a standalone document, so both show the same.
+
+    ``suggestion_action`` may add markup (an accept button) after each suggestion.
+    """
     run = report.get("run") or {}
     analysis = report.get("analysis") or {}
-    title = f"SCEP report: {run.get('experiment', 'experiment')} (run {run.get('id', '?')})"
-    body = (
+    return (
         _summary_section(run, analysis)
         + _findings_section(analysis)
         + _recommendations_section(analysis)
-        + _suggestions_section(report)
+        + _suggestions_section(report, suggestion_action)
         + _rules_section(analysis)
         + _metrics_section(report)
         + _events_section(report)
     )
+
+
+def render_html(report: Mapping[str, Any]) -> str:
+    """A complete, self-contained HTML document for one run (see module docstring)."""
+    report = jsonable(report)  # numpy scalars and datetimes become plain values
+    run = report.get("run") or {}
+    title = f"SCEP report: {run.get('experiment', 'experiment')} (run {run.get('id', '?')})"
+    body = render_body(report)
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

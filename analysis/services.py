@@ -247,6 +247,8 @@ def build_report(run: Any, *, refresh: bool = True) -> dict[str, Any]:
                 m["name"]: {"better": m["better"], "unit": m.get("unit", "")}
                 for m in spec["metrics"]
             },
+            "hypothesis": spec.get("hypothesis", []),
+            "stop_conditions": spec.get("stop_conditions", []),
         },
         "analysis": (run.summary or {}).get("analysis", {}),
         "suggestions": [
@@ -268,15 +270,15 @@ def build_report(run: Any, *, refresh: bool = True) -> dict[str, Any]:
 
 
 def write_report_files(run: Any, *, refresh: bool = True) -> dict[str, Path]:
-    from analysis.report import render_html, render_json
+    from analysis.exports import export_report
 
     report = build_report(run, refresh=refresh)
     folder = Path(settings.SCEP_REPORTS_DIR) / str(run.pk)
     folder.mkdir(parents=True, exist_ok=True)
     json_path = folder / "report.json"
     html_path = folder / "report.html"
-    json_path.write_text(render_json(report))
-    html_path.write_text(render_html(report))
+    json_path.write_text(export_report(report, "json").content)
+    html_path.write_text(export_report(report, "html").content)
     return {"json": json_path, "html": html_path}
 
 

@@ -19,6 +19,7 @@ urlpatterns = [
         run_analysis.as_view({"get": "recommendations"}),
         name="run-recommendations",
     ),
+    path("runs/<int:pk>/export/<str:fmt>/", views.RunExportView.as_view(), name="run-export"),
     path(
         "targets/<int:pk>/scores/",
         views.TargetScoresViewSet.as_view({"get": "retrieve"}),

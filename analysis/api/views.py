@@ -10,11 +10,15 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from analysis import services
 from analysis.api import serializers as s
+from analysis.exports import FORMATS, UnknownFormat, export_run
 from analysis.models import Finding, Suggestion
 from audit.models import AuditSource
 from experiments.models import Run, Target
@@ -105,6 +109,45 @@ class RunAnalysisViewSet(viewsets.GenericViewSet):
                 "recommendations": analysis.get("recommendations", []),
             }
         )
+
+
+class FirstRendererNegotiation(DefaultContentNegotiation):
+    """Exports answer with their own media type whatever ``Accept`` says, so a CI job
+    asking for ``application/xml`` gets the JUnit file rather than a 406."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):  # type: ignore[override]
+        return renderers[0], renderers[0].media_type
+
+
+_EXPORT_RESPONSES = {
+    (200, content_type.split(";")[0]): OpenApiTypes.STR for content_type, _ in FORMATS.values()
+}
+
+
+class RunExportView(APIView):
+    """A run's report as a downloadable file: ``html`` (self-contained, charts inline),
+    ``md`` (Markdown), ``json``, or ``junit`` (JUnit XML for CI systems: a testsuite per
+    run, a testcase per hypothesis rule, per metric and for the verdict)."""
+
+    required_roles = {"GET": VIEWER}
+    content_negotiation_class = FirstRendererNegotiation
+
+    @extend_schema(
+        operation_id="runs_export",
+        parameters=[
+            OpenApiParameter("fmt", str, OpenApiParameter.PATH, enum=list(FORMATS)),
+        ],
+        responses={**_EXPORT_RESPONSES, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
+    )
+    def get(self, request: Request, pk: int, fmt: str) -> HttpResponse:
+        run = get_object_or_404(Run.objects.select_related("experiment__target"), pk=pk)
+        try:
+            export = export_run(run, fmt)
+        except UnknownFormat as exc:
+            raise ValidationError({"fmt": [str(exc)]}) from None
+        response = HttpResponse(export.content, content_type=export.content_type)
+        response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+        return response
 
 
 class TargetScoresViewSet(viewsets.GenericViewSet, mixins.RetrieveModelMixin):

@@ -62,7 +62,7 @@ def test_html_has_one_svg_per_metric_and_no_external_assets() -> None:
     assert not re.search(r'(src|href)="https?://', html)
     for text in ("latency-demo", "network.latency", "baseline", "during", "recovery"):
         assert text in html
-    assert 'class="inject"' in html and 'class="revert"' in html
+    assert 'class="c-inject"' in html and 'class="c-revert"' in html
     assert "api_latency (ms)" in html  # axis label with unit
     assert "&lt;b&gt;reverted&lt;/b&gt;" in html  # event message escaped
 
@@ -94,7 +94,7 @@ def test_chart_handles_empty_and_iso_times() -> None:
         ["baseline", "during"],
         injected_at="2023-11-14T22:13:21+00:00",
     )
-    assert svg.count("<path") == 1 and 'class="inject"' in svg
+    assert svg.count("<path") == 1 and 'class="c-inject"' in svg
 
 
 def test_minimal_report_renders() -> None:
