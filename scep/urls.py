@@ -13,6 +13,7 @@ api_v1 = [
     path("", include("injectors.api.urls")),
     path("", include("analysis.api.urls")),
     path("", include("notifications.api.urls")),
+    path("", include("campaigns.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
 ]
@@ -23,7 +24,6 @@ urlpatterns = [
     path("metrics", observability.metrics, name="metrics"),
     path("healthz", observability.healthz, name="healthz"),
     path("readyz", observability.readyz, name="readyz"),
-    # --- Web UI ---------------------------------------------------------------------
-    # The server-rendered UI is mounted here, at the site root, once it exists, e.g.
-    #   path("", include("experiments.web.urls")),
+    # --- Web UI (server-rendered pages at the site root) -----------------------------
+    path("", include("web.urls")),
 ]

@@ -1,0 +1,1 @@
+"""Campaigns: named sets of experiments run on a schedule (Celery beat), and game days."""

@@ -1,0 +1,208 @@
+"""Serializers of the campaigns API: validation of input, shapes of output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from rest_framework import serializers
+
+from campaigns.choices import ScheduleKind
+from campaigns.models import Campaign, CampaignRun, CampaignRunItem, GameDay, GameDayNote
+from campaigns.services import parse_crontab
+from experiments.models import Experiment
+
+
+class CampaignSerializer(serializers.ModelSerializer):
+    """A campaign; ``experiments`` is the ordered list of experiment names."""
+
+    experiments = serializers.ListField(
+        child=serializers.CharField(),
+        allow_empty=False,
+        help_text="Experiment names (or ids), in the order they run.",
+    )
+    periodic_task = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Campaign
+        fields = [
+            "id",
+            "name",
+            "description",
+            "mode",
+            "concurrency",
+            "schedule_kind",
+            "interval_seconds",
+            "crontab",
+            "paused",
+            "experiments",
+            "periodic_task",
+            "created_by",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["paused", "periodic_task", "created_by", "created_at", "updated_at"]
+
+    def to_representation(self, instance: Campaign) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data["experiments"] = [
+            i.experiment.name for i in instance.items.select_related("experiment")
+        ]
+        return data
+
+    def validate_experiments(self, value: list[str]) -> list[Experiment]:
+        found: list[Experiment] = []
+        missing = []
+        for key in value:
+            lookup = {"pk": int(key)} if key.isdigit() else {"name": key}
+            experiment = Experiment.objects.filter(**lookup).first()
+            if experiment is None:
+                missing.append(key)
+            else:
+                found.append(experiment)
+        if missing:
+            raise serializers.ValidationError(f"no experiment named {', '.join(missing)}")
+        return found
+
+    def validate_concurrency(self, value: int) -> int:
+        if value < 1:
+            raise serializers.ValidationError("must be at least 1")
+        return value
+
+    def validate_interval_seconds(self, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise serializers.ValidationError("must be at least 1 second")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        current = self.instance
+
+        def get(field: str) -> Any:
+            if field in attrs:
+                return attrs[field]
+            return getattr(current, field) if current is not None else None
+
+        kind = get("schedule_kind") or ScheduleKind.NONE
+        if kind == ScheduleKind.INTERVAL and not get("interval_seconds"):
+            raise serializers.ValidationError(
+                {"interval_seconds": ["required when schedule_kind is interval"]}
+            )
+        if kind == ScheduleKind.CRONTAB:
+            try:
+                parse_crontab(get("crontab") or "")
+            except ValueError as exc:
+                raise serializers.ValidationError({"crontab": [str(exc)]}) from None
+        return attrs
+
+
+class CampaignRunItemSerializer(serializers.ModelSerializer):
+    experiment = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    run_status = serializers.SerializerMethodField()
+    verdict = serializers.SerializerMethodField()
+
+    class Meta:
+        model = CampaignRunItem
+        fields = ["position", "experiment", "run", "run_status", "verdict", "started_at", "error"]
+
+    def get_run_status(self, obj: CampaignRunItem) -> str | None:
+        return obj.run.status if obj.run else None
+
+    def get_verdict(self, obj: CampaignRunItem) -> str | None:
+        return obj.run.verdict if obj.run else None
+
+
+class CampaignRunSerializer(serializers.ModelSerializer):
+    """One execution of a campaign with its steps."""
+
+    campaign = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    steps = CampaignRunItemSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = CampaignRun
+        fields = [
+            "id",
+            "campaign",
+            "trigger",
+            "status",
+            "reason",
+            "created_at",
+            "finished_at",
+            "summary",
+            "steps",
+        ]
+
+
+class CampaignReportSerializer(serializers.Serializer):
+    campaign = serializers.CharField()
+    executions = serializers.ListField(child=serializers.DictField())
+    targets = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="Per target: scored runs in time order (score, low, high, regression flag).",
+    )
+
+
+class UsernamesField(serializers.ListField):
+    child = serializers.CharField()
+
+    def to_internal_value(self, data: Any) -> list[Any]:
+        names = super().to_internal_value(data)
+        users = list(get_user_model().objects.filter(username__in=names))
+        unknown = sorted(set(names) - {u.username for u in users})
+        if unknown:
+            raise serializers.ValidationError(f"no user named {', '.join(unknown)}")
+        return users
+
+    def to_representation(self, value: Any) -> list[str]:
+        return sorted(u.username for u in value.all())
+
+
+class GameDayNoteSerializer(serializers.ModelSerializer):
+    author = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = GameDayNote
+        fields = ["id", "at", "author", "text"]
+        read_only_fields = ["id", "at", "author"]
+
+
+class GameDaySerializer(serializers.ModelSerializer):
+    """A game day: a campaign stepped through by hand, with observers and notes."""
+
+    campaign = serializers.SlugRelatedField(slug_field="name", queryset=Campaign.objects.all())
+    observers = UsernamesField(required=False, help_text="Usernames of the people watching.")
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    execution = CampaignRunSerializer(read_only=True)
+    notes = GameDayNoteSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = GameDay
+        fields = [
+            "id",
+            "name",
+            "campaign",
+            "status",
+            "observers",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "execution",
+            "notes",
+        ]
+        read_only_fields = ["status", "created_at", "started_at", "finished_at"]
+
+
+class GameDayUpdateSerializer(serializers.Serializer):
+    observers = UsernamesField(help_text="Usernames of the people watching (replaces the list).")
+
+
+class TimelineSerializer(serializers.Serializer):
+    game_day = serializers.IntegerField()
+    name = serializers.CharField()
+    campaign = serializers.CharField()
+    status = serializers.CharField()
+    observers = serializers.ListField(child=serializers.CharField())
+    entries = serializers.ListField(
+        child=serializers.DictField(), help_text="at, kind, text (and run or author)"
+    )
