@@ -14,7 +14,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from scep.env import env_bool, env_float, env_list, env_str
+from scep.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("SCEP_VAR_DIR", str(BASE_DIR / "var"))).resolve()
@@ -55,8 +55,53 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "scep.security.ContentSecurityPolicyMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+
+# --- HTTP hardening (docs/governance.md) ------------------------------------------------
+# SCEP_HTTPS=true (behind TLS) turns on the redirect, secure cookies and HSTS together.
+SCEP_HTTPS = env_bool("SCEP_HTTPS", False)
+SECURE_SSL_REDIRECT = env_bool("SCEP_SECURE_SSL_REDIRECT", SCEP_HTTPS)
+SESSION_COOKIE_SECURE = env_bool("SCEP_SECURE_COOKIES", SCEP_HTTPS)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_HSTS_SECONDS = env_int("SCEP_HSTS_SECONDS", 31536000 if SCEP_HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SCEP_HSTS_INCLUDE_SUBDOMAINS", SCEP_HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SCEP_HSTS_PRELOAD", SCEP_HTTPS)
+if env_bool("SCEP_TRUST_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SCEP_TRUST_X_FORWARDED_FOR = env_bool("SCEP_TRUST_X_FORWARDED_FOR", False)
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Swagger UI (/api/v1/docs/) loads its assets from jsDelivr, hence that one origin.
+SCEP_CSP = env_str(
+    "SCEP_CSP",
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "img-src 'self' data: https://cdn.jsdelivr.net; object-src 'none'; base-uri 'self'; "
+    "frame-ancestors 'none'; form-action 'self'",
+)
+# Login throttling: this many failures per (username, address) lock it for the window.
+SCEP_LOGIN_MAX_FAILURES = env_int("SCEP_LOGIN_MAX_FAILURES", 5, minimum=1)
+SCEP_LOGIN_LOCKOUT_S = env_int("SCEP_LOGIN_LOCKOUT_S", 900, minimum=1)
+AUTHENTICATION_BACKENDS = [
+    "scep.security.LoginRateLimitBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+_cache_url = env_str("SCEP_CACHE_URL", "locmem://")
+if _cache_url.startswith(("redis://", "rediss://")):
+    _redis_cache = "django.core.cache.backends.redis.RedisCache"
+    CACHES = {"default": {"BACKEND": _redis_cache, "LOCATION": _cache_url}}
+elif _cache_url == "locmem://":
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+else:
+    raise ImproperlyConfigured(f"SCEP_CACHE_URL={_cache_url!r}: expected locmem:// or redis://")
 
 ROOT_URLCONF = "scep.urls"
 WSGI_APPLICATION = "scep.wsgi.application"
