@@ -53,6 +53,11 @@ class Campaign(models.Model):
         return self.name
 
     @property
+    def experiments(self) -> list[str]:
+        """Names of its experiments, in the order they run."""
+        return [i.experiment.name for i in self.items.select_related("experiment")]
+
+    @property
     def limit(self) -> int:
         """How many of its experiment runs may be active at once."""
         return 1 if self.mode == Mode.SERIAL else max(1, self.concurrency)

@@ -44,13 +44,6 @@ class CampaignSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["paused", "periodic_task", "created_by", "created_at", "updated_at"]
 
-    def to_representation(self, instance: Campaign) -> dict[str, Any]:
-        data = super().to_representation(instance)
-        data["experiments"] = [
-            i.experiment.name for i in instance.items.select_related("experiment")
-        ]
-        return data
-
     def validate_experiments(self, value: list[str]) -> list[Experiment]:
         found: list[Experiment] = []
         missing = []

@@ -16,6 +16,7 @@ import pytest
 from django.utils import timezone
 
 from analysis.models import Finding, Suggestion
+from campaigns.services import create_campaign, create_game_day, trigger_campaign
 from experiments.models import Run, Target
 from experiments.services.runs import start_run
 from injectors.models import ActiveFault, Agent
@@ -197,6 +198,98 @@ MATRIX: list[tuple[str, str, str, Any, str | None, int]] = [
         OPERATOR,
         200,
     ),
+    # campaigns and game days (viewers read, operators write)
+    ("campaigns-list", "get", "/api/v1/campaigns/", None, VIEWER, 200),
+    ("campaigns-detail", "get", "/api/v1/campaigns/{campaign}/", None, VIEWER, 200),
+    (
+        "campaigns-create",
+        "post",
+        "/api/v1/campaigns/",
+        {"name": "fresh-campaign", "experiments": ["latency-demo"]},
+        OPERATOR,
+        201,
+    ),
+    (
+        "campaigns-update",
+        "put",
+        "/api/v1/campaigns/{spare_campaign}/",
+        {"name": "spare-campaign", "experiments": ["latency-demo"], "mode": "parallel"},
+        OPERATOR,
+        200,
+    ),
+    (
+        "campaigns-patch",
+        "patch",
+        "/api/v1/campaigns/{campaign}/",
+        {"description": "patched"},
+        OPERATOR,
+        200,
+    ),
+    ("campaigns-delete", "delete", "/api/v1/campaigns/{spare_campaign}/", None, OPERATOR, 204),
+    ("campaigns-pause", "post", "/api/v1/campaigns/{campaign}/pause/", {}, OPERATOR, 200),
+    ("campaigns-resume", "post", "/api/v1/campaigns/{campaign}/resume/", {}, OPERATOR, 200),
+    ("campaigns-trigger", "post", "/api/v1/campaigns/{campaign}/trigger/", {}, OPERATOR, 201),
+    ("campaigns-report", "get", "/api/v1/campaigns/{campaign}/report/", None, VIEWER, 200),
+    ("campaign-runs-list", "get", "/api/v1/campaign-runs/", None, VIEWER, 200),
+    (
+        "campaign-runs-detail",
+        "get",
+        "/api/v1/campaign-runs/{campaign_run}/",
+        None,
+        VIEWER,
+        200,
+    ),
+    ("game-days-list", "get", "/api/v1/game-days/", None, VIEWER, 200),
+    ("game-days-detail", "get", "/api/v1/game-days/{game_day}/", None, VIEWER, 200),
+    (
+        "game-days-create",
+        "post",
+        "/api/v1/game-days/",
+        {"name": "drill", "campaign": "main-campaign"},
+        OPERATOR,
+        201,
+    ),
+    (
+        "game-days-patch",
+        "patch",
+        "/api/v1/game-days/{game_day}/",
+        {"observers": ["vera-viewer"]},
+        OPERATOR,
+        200,
+    ),
+    (
+        "game-days-next-step",
+        "post",
+        "/api/v1/game-days/{game_day}/next-step/",
+        {},
+        OPERATOR,
+        201,
+    ),
+    (
+        "game-days-notes",
+        "post",
+        "/api/v1/game-days/{game_day}/notes/",
+        {"text": "latency up"},
+        OPERATOR,
+        201,
+    ),
+    ("game-days-finish", "post", "/api/v1/game-days/{game_day}/finish/", {}, OPERATOR, 200),
+    (
+        "game-days-timeline",
+        "get",
+        "/api/v1/game-days/{game_day}/timeline/",
+        None,
+        VIEWER,
+        200,
+    ),
+    (
+        "game-days-timeline-markdown",
+        "get",
+        "/api/v1/game-days/{game_day}/timeline/markdown/",
+        None,
+        VIEWER,
+        200,
+    ),
 ]
 
 
@@ -243,7 +336,21 @@ def world(target: Target, make_target: Any, make_experiment: Any) -> dict[str, i
         name="spare-hook", kind="slack", url="https://hooks.example.com/services/x"
     )
     delivery = NotificationDelivery.objects.create(channel=channel, event="run.finished", run=run)
+    campaign = create_campaign(
+        actor=None, source="system", name="main-campaign", experiments=[experiment]
+    )
+    spare_campaign = create_campaign(
+        actor=None, source="system", name="spare-campaign", experiments=[experiment]
+    )
+    campaign_run = trigger_campaign(spare_campaign, trigger="manual", actor=None, source="system")
+    game_day = create_game_day(
+        campaign=campaign, name="friday drill", observers=[], actor=None, source="system"
+    )
     return {
+        "campaign": campaign.pk,
+        "spare_campaign": spare_campaign.pk,
+        "campaign_run": campaign_run.pk,
+        "game_day": game_day.pk,
         "channel": channel.pk,
         "spare_channel": spare_channel.pk,
         "delivery": delivery.pk,
