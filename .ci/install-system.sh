@@ -4,6 +4,9 @@ set -euo pipefail
 need=()
 command -v stress-ng >/dev/null || need+=(stress-ng)
 command -v prometheus >/dev/null || need+=(prometheus)
+# The web UI's browser tests drive the system Chromium through its chromedriver.
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -43,6 +43,8 @@ INSTALLED_APPS = [
     "observability",
     "notifications",
     "django_prometheus",
+    "django_htmx",
+    "web",
 ]
 
 MIDDLEWARE = [
@@ -153,6 +155,11 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+
+# --- Web UI ---------------------------------------------------------------------------
+LOGIN_URL = "web:login"
+LOGIN_REDIRECT_URL = "web:dashboard"
+LOGOUT_REDIRECT_URL = "web:login"
 
 # --- REST API -------------------------------------------------------------------------
 REST_FRAMEWORK = {

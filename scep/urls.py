@@ -24,7 +24,6 @@ urlpatterns = [
     path("metrics", observability.metrics, name="metrics"),
     path("healthz", observability.healthz, name="healthz"),
     path("readyz", observability.readyz, name="readyz"),
-    # --- Web UI ---------------------------------------------------------------------
-    # The server-rendered UI is mounted here, at the site root, once it exists, e.g.
-    #   path("", include("experiments.web.urls")),
+    # --- Web UI (server-rendered pages at the site root) -----------------------------
+    path("", include("web.urls")),
 ]
