@@ -1,0 +1,104 @@
+"""The report's SVG charts: well-formed, titled, with legend, phases, instants,
+anomalous points and thresholds, and robust to gaps and odd input."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from itertools import pairwise
+
+from analysis.charts import Threshold, metric_chart
+
+SVG = "{http://www.w3.org/2000/svg}"
+T0 = 1_700_000_000.0
+
+
+def series(n: int = 30):
+    ts = [T0 + i for i in range(n)]
+    vs = [10.0 + (50.0 if 10 <= i < 20 else 0.0) for i in range(n)]
+    phases = ["baseline"] * 10 + ["during"] * 10 + ["recovery"] * (n - 20)
+    return ts, vs, phases
+
+
+def parse(svg: str) -> ET.Element:
+    return ET.fromstring(svg)  # raises on malformed XML
+
+
+def texts(root: ET.Element) -> list[str]:
+    return [t.text or "" for t in root.iter(f"{SVG}text")]
+
+
+def test_a_chart_is_valid_svg_with_title_units_phases_instants_and_legend():
+    ts, vs, phases = series()
+    root = parse(
+        metric_chart("latency", "ms", ts, vs, phases, injected_at=T0 + 10, reverted_at=T0 + 20)
+    )
+    assert root.find(f"{SVG}title").text == "latency (ms)"
+    words = texts(root)
+    assert "latency (ms)" in words and "ms" in words  # title and y-axis unit
+    assert "time since first sample (s)" in words
+    bands = [r for r in root.iter(f"{SVG}rect") if "c-phase" in (r.get("class") or "")]
+    assert [b.find(f"{SVG}title").text for b in bands] == ["baseline", "during", "recovery"]
+    # the bands tile the axis: each starts where the previous one ends
+    for a, b in pairwise(bands):
+        assert abs(float(a.get("x")) + float(a.get("width")) - float(b.get("x"))) < 0.2
+    classes = [el.get("class") for el in root.iter()]
+    assert "c-inject" in classes and "c-revert" in classes
+    for label in ("baseline", "during", "recovery", "inject", "revert", "latency"):
+        assert label in words  # legend entries
+
+
+def test_anomalous_points_inside_the_intervals_are_circled_and_counted():
+    ts, vs, phases = series()
+    root = parse(metric_chart("m", "ms", ts, vs, phases, anomalies=[(T0 + 10, T0 + 14)]))
+    circles = [c for c in root.iter(f"{SVG}circle") if c.get("class") == "c-anomaly"]
+    assert len(circles) == 5 + 1  # five points plus the legend symbol
+    assert "anomalous (5)" in texts(root)
+
+
+def test_thresholds_are_drawn_inside_the_range_and_named_when_far_outside():
+    ts, vs, phases = series()
+    svg = metric_chart(
+        "m",
+        "ms",
+        ts,
+        vs,
+        phases,
+        thresholds=[Threshold(40.0, "rule: p95 <= 40"), Threshold(1e9, "stop if > 1e9")],
+    )
+    root = parse(svg)
+    lines = [ln for ln in root.iter(f"{SVG}line") if ln.get("class") == "c-threshold"]
+    drawn = [ln for ln in lines if ln.find(f"{SVG}title") is not None]
+    assert [ln.find(f"{SVG}title").text for ln in drawn] == ["rule: p95 <= 40"]
+    words = texts(root)
+    assert "stop if > 1e9 (above the chart)" in words and "threshold" in words
+
+
+def test_gaps_break_the_line_and_empty_series_say_no_data():
+    ts, vs, phases = series(6)
+    vs[3] = None
+    vs[4] = float("nan")
+    root = parse(metric_chart("m", "", ts, vs, phases))
+    path = next(p for p in root.iter(f"{SVG}path") if p.get("class") == "c-line")
+    assert path.get("d").count("M") == 2
+    assert "no data" in texts(parse(metric_chart("m", "", [], [])))
+    assert "no data" in texts(parse(metric_chart("m", "", [T0], [None])))
+
+
+def test_user_text_is_escaped():
+    evil = '<script>alert("x")</script>'
+    svg = metric_chart(evil, "&", [T0, T0 + 1], [1, 2])
+    root = parse(svg)
+    assert "<script>" not in svg and root.find(f"{SVG}title").text == f"{evil} (&)"
+
+
+def test_a_constant_series_and_iso_timestamps_render():
+    svg = metric_chart(
+        "flat",
+        "req/s",
+        ["2023-11-14T22:13:20+00:00", "2023-11-14T22:13:21Z", "2023-11-14T22:13:22"],
+        [5, 5, 5],
+        ["baseline", "during", "recovery"],
+        injected_at="2023-11-14T22:13:21+00:00",
+    )
+    root = parse(svg)
+    assert any(el.get("class") == "c-inject" for el in root.iter())
