@@ -77,10 +77,48 @@ def _upsert_experiment(text: str):
         raise CliError(f"invalid spec: {exc}") from None
 
 
+def _run_remote(args: argparse.Namespace, server: str) -> int:
+    from experiments.spec import SpecError, load_spec_text
+    from scep.cli.remote import RemoteError, run_remote
+
+    token = args.token or os.environ.get("SCEP_TOKEN", "")
+    if not token:
+        raise CliError("no API token for the remote server: pass --token or set SCEP_TOKEN")
+    try:
+        data = load_spec_text(_read_spec(args.spec))
+    except SpecError as exc:
+        raise CliError(f"{args.spec}: invalid spec: {exc}") from None
+    try:
+        return run_remote(
+            data,
+            server=server,
+            token=token,
+            wait=args.wait,
+            junit=args.junit,
+            timeout=args.timeout,
+            quiet=args.quiet,
+            dry_run=args.dry_run,
+        )
+    except RemoteError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _write_junit(run, path: str) -> None:
+    from analysis.exports import export_run
+
+    try:
+        Path(path).write_text(export_run(run, "junit").content)
+    except OSError as exc:
+        raise CliError(f"--junit {path}: {exc.strerror or exc}") from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from experiments.services.runs import KillSwitchEngaged, start_run
     from scep.cli.progress import exit_code_for, follow_run
 
+    server = args.server or os.environ.get("SCEP_SERVER", "")
+    if server:  # a remote SCEP, through its REST API (scep/cli/remote.py)
+        return _run_remote(args, server)
     experiment = _upsert_experiment(_read_spec(args.spec))
     try:
         run = start_run(experiment, actor=actor(), source="cli", dry_run=args.dry_run)
@@ -91,6 +129,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(run.pk)
         return EXIT_OK
     run = follow_run(run.pk, timeout=args.timeout, quiet=args.quiet)
+    if args.junit:
+        _write_junit(run, args.junit)
     return exit_code_for(run)
 
 
@@ -200,6 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="preflight and describe only")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait at most")
     p.add_argument("--quiet", action="store_true", help="no live progress display")
+    p.add_argument(
+        "--server", default="", help="URL of a remote SCEP (or SCEP_SERVER); else run here"
+    )
+    p.add_argument("--token", default="", help="API token for --server (or SCEP_TOKEN)")
+    p.add_argument("--junit", default="", metavar="FILE", help="with --wait: write JUnit XML")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("abort", help="abort a run (its fault is reverted)")
