@@ -16,6 +16,8 @@ import yaml
 
 __all__ = ["AnnotatedLine", "annotate", "line_of"]
 
+#: Lines shown above an error line, so the field is seen in its context.
+CONTEXT_LINES = 2
 _TOKEN = re.compile(r"[^.\[\]]+")
 _SYNTAX_LINE = re.compile(r"at line (\d+)")
 
@@ -59,6 +61,8 @@ class AnnotatedLine:
     number: int
     text: str
     errors: list[str]
+    shown: bool = False  # an error line or the context just above one
+    gap_before: bool = False  # lines were skipped between the previous shown line and this
 
 
 def annotate(text: str, errors: list[tuple[str, str]]) -> tuple[list[AnnotatedLine], list[str]]:
@@ -73,4 +77,13 @@ def annotate(text: str, errors: list[tuple[str, str]]) -> tuple[list[AnnotatedLi
             lines[number - 1].errors.append(message)
         else:
             unplaced.append(message)
+    for i, line in enumerate(lines):
+        if line.errors:
+            for ctx in lines[max(0, i - CONTEXT_LINES) : i + 1]:
+                ctx.shown = True
+    previous = 0
+    for line in lines:
+        if line.shown:
+            line.gap_before = line.number > previous + 1 and previous > 0
+            previous = line.number
     return lines, unplaced

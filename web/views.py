@@ -60,6 +60,18 @@ def role_required(minimum: str) -> Callable:
     return decorate
 
 
+class _NoAliasDumper(yaml.SafeDumper):
+    """Writes repeated mappings out in full: ``&id001``/``*id001`` puzzle readers."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def spec_yaml(spec: dict[str, Any]) -> str:
+    """A stored spec as the YAML the editor shows (field order kept, no aliases)."""
+    return yaml.dump(spec, Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True)
+
+
 def _can(request: HttpRequest) -> dict[str, bool]:
     return {
         "operate": has_role(request.user, OPERATOR),
@@ -178,7 +190,7 @@ def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
     experiment = get_object_or_404(Experiment.objects.select_related("target"), pk=pk)
     context = {
         "experiment": experiment,
-        "yaml": yaml.safe_dump(experiment.spec, sort_keys=False, allow_unicode=True),
+        "yaml": spec_yaml(experiment.spec),
         "runs": experiment.runs.all()[:20],
         "versions": experiment.versions.all()[:10],
         "can": _can(request),
@@ -190,7 +202,7 @@ def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def experiment_edit(request: HttpRequest, pk: int) -> HttpResponse:
     experiment = get_object_or_404(Experiment, pk=pk)
     if request.method != "POST":
-        text = yaml.safe_dump(experiment.spec, sort_keys=False, allow_unicode=True)
+        text = spec_yaml(experiment.spec)
         return render(
             request,
             "web/experiment_edit.html",
