@@ -265,7 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="run an orchestrator worker (queue 'orchestrator')")
     p.add_argument("--concurrency", type=int, default=8, help="concurrent runs")
-    p.add_argument("--beat", action="store_true", help="also run the periodic reaper")
+    p.add_argument(
+        "--beat", action="store_true", help="also run beat: the reaper and campaign schedules"
+    )
     p.add_argument(
         "--queues",
         default="orchestrator",
