@@ -18,12 +18,15 @@ Each chart carries its own title, axis units and a legend, and marks:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
+
+import numpy as np
 
 __all__ = ["PHASE_COLOURS", "Threshold", "metric_chart", "to_epoch"]
 
@@ -84,6 +87,30 @@ def _finite(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+def _arrays(
+    timestamps: Sequence[Any], values: Sequence[Any], phases: Sequence[Any] | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Timestamps and values as float arrays (NaN where missing or unreadable) and phases
+    as a string array, all of the shorter length. Plain numbers take the fast path; ISO
+    strings and datetimes are converted one by one."""
+    n = min(len(timestamps or ()), len(values or ()))
+    try:
+        ts = np.asarray(list(timestamps)[:n], dtype=float)
+    except (TypeError, ValueError):
+        ts = np.array([_nan(to_epoch(t)) for t in list(timestamps)[:n]], dtype=float)
+    try:
+        vs = np.asarray(list(values)[:n], dtype=float)
+    except (TypeError, ValueError):
+        vs = np.array([_nan(_finite(v)) for v in list(values)[:n]], dtype=float)
+    labels = [str(p) for p in list(phases or ())[:n]]
+    labels += [""] * (n - len(labels))
+    return ts, vs, np.asarray(labels, dtype=object)
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
 def _nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     """Round tick values (1, 2, 5 x 10^k steps) covering [lo, hi]."""
     span = hi - lo
@@ -137,23 +164,17 @@ def metric_chart(
         f"<style>{_SVG_CSS}</style>"
         f'<text x="{left}" y="16" class="c-title">{_e(label)}</text>'
     )
-    ts_list = list(timestamps or [])
-    vs_list = list(values or [])
-    ph_list = list(phases or [])
-    points: list[tuple[float | None, float | None, Any]] = []
-    for i, (t, v) in enumerate(zip(ts_list, vs_list, strict=False)):
-        points.append((to_epoch(t), _finite(v), ph_list[i] if i < len(ph_list) else None))
-    finite = [(t, v) for t, v, _ in points if t is not None and v is not None]
-    if not finite:
+    ts, vs, ph = _arrays(timestamps, values, phases)
+    ok = np.isfinite(ts) & np.isfinite(vs)
+    if not ok.any():
         return (
             f'{head}<text x="{width / 2}" y="{height / 2}" text-anchor="middle" '
             f'class="c-muted">no data</text></svg>'
         )
 
-    t0 = min(t for t, _ in finite)
-    t1 = max(t for t, _ in finite)
-    v0 = min(v for _, v in finite)
-    v1 = max(v for _, v in finite)
+    t0, t1 = float(ts[ok].min()), float(ts[ok].max())
+    data_lo, data_hi = float(vs[ok].min()), float(vs[ok].max())
+    v0, v1 = data_lo, data_hi
     data_span = v1 - v0
     shown = [th for th in thresholds if _finite(th.value) is not None]
     for th in shown:
@@ -164,7 +185,7 @@ def metric_chart(
         t1 = t0 + 1.0
     pad = (v1 - v0) * 0.06 if v1 > v0 else max(abs(v0) * 0.1, 1.0)
     v0, v1 = v0 - pad, v1 + pad
-    if min(v for _, v in finite) >= 0 > v0:
+    if data_lo >= 0 > v0:
         v0 = 0.0  # a non-negative metric keeps a zero floor rather than a negative axis
     xs = plot_w / (t1 - t0)
     ys = plot_h / (v1 - v0)
@@ -178,14 +199,11 @@ def metric_chart(
     parts = [head]
     # Phase bands tile the time axis: each runs to the next phase's first sample.
     spans: dict[str, list[float]] = {}
-    for t, _, phase in points:
-        if t is not None and phase in PHASE_COLOURS:
-            lo_hi = spans.get(phase)
-            if lo_hi is None:
-                spans[phase] = [t, t]
-            else:
-                lo_hi[0] = min(lo_hi[0], t)
-                lo_hi[1] = max(lo_hi[1], t)
+    has_t = np.isfinite(ts)
+    for phase in PHASE_COLOURS:
+        mask = has_t & (ph == phase)
+        if mask.any():
+            spans[phase] = [float(ts[mask].min()), float(ts[mask].max())]
     ordered = sorted(spans.items(), key=lambda item: item[1][0])
     for i, (phase, (lo, hi)) in enumerate(ordered):
         end = ordered[i + 1][1][0] if i + 1 < len(ordered) else hi
@@ -246,27 +264,38 @@ def metric_chart(
                 f'class="c-{cls}"/><text x="{x(t) + 3:.1f}" y="{top - 6}" '
                 f'class="c-{cls}label c-band">{text}</text>'
             )
-    # The series, broken at gaps.
-    path: list[str] = []
-    pen_down = False
-    for t, v, _ in points:
-        if t is None or v is None:
-            pen_down = False
-            continue
-        path.append(f"{'L' if pen_down else 'M'}{x(t):.1f} {y(v):.1f}")
-        pen_down = True
-    parts.append(f'<path d="{"".join(path)}" class="c-line"/>')
-    if len(finite) == 1:
-        t, v = finite[0]
-        parts.append(f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="2.5" class="c-dot"/>')
+    # The series, broken at gaps: a point after a gap starts a new subpath. Coordinates
+    # are written as integers in tenths of a pixel under scale(0.1): formatting integers
+    # is several times cheaper than floats, which counts for 50 charts of 1,000 points.
+    idx = np.flatnonzero(ok)
+    px = left + (ts - t0) * xs
+    py = top + plot_h - (vs - v0) * ys
+    qx = np.rint(px[idx] * 10).astype(np.int64)
+    qy = np.rint(py[idx] * 10).astype(np.int64)
+    breaks = [0, *(np.flatnonzero(np.diff(idx) > 1) + 1).tolist(), len(idx)]
+    subpaths = []
+    for a, b in itertools.pairwise(breaks):
+        pairs = np.empty(2 * (b - a), dtype=np.int64)
+        pairs[0::2], pairs[1::2] = qx[a:b], qy[a:b]
+        subpaths.append("M" + " ".join(map(str, pairs.tolist())))
+    parts.append(
+        f'<path d="{"".join(subpaths)}" class="c-line" transform="scale(0.1)" '
+        'vector-effect="non-scaling-stroke"/>'
+    )
+    if len(idx) == 1:
+        parts.append(f'<circle cx="{px[idx[0]]:.1f}" cy="{py[idx[0]]:.1f}" r="2.5" class="c-dot"/>')
     # Anomalous points.
     marked = 0
     if anomalies:
-        intervals = sorted((float(a), float(b)) for a, b in anomalies)
-        for t, v in finite:
-            if any(a <= t <= b for a, b in intervals):
-                parts.append(f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="3.5" class="c-anomaly"/>')
-                marked += 1
+        inside = np.zeros(len(ts), dtype=bool)
+        for a, b in anomalies:
+            inside |= (ts >= float(a)) & (ts <= float(b))
+        inside &= ok
+        marked = int(inside.sum())
+        parts.extend(
+            f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3.5" class="c-anomaly"/>'
+            for a, b in zip(px[inside].tolist(), py[inside].tolist(), strict=True)
+        )
     # Legend: every mark drawn is named, in a row under the axis label.
     items, lx = [], 0.0
 

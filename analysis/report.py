@@ -62,6 +62,9 @@ def render_json(report: Mapping[str, Any]) -> str:
 # --- small formatting helpers ------------------------------------------------------------
 
 
+_NUMBER = (int, float)  # a tuple: ``int | float`` would build a union on every call
+
+
 def _e(value: Any) -> str:
     return escape("" if value is None else str(value), quote=True)
 
@@ -69,7 +72,7 @@ def _e(value: Any) -> str:
 def _num(value: Any, unit: str = "") -> str:
     if isinstance(value, bool) or value is None:
         return "n/a" if value is None else str(value)
-    if isinstance(value, int | float):
+    if isinstance(value, _NUMBER):
         if not math.isfinite(value):
             return "n/a"
         text = f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -7,12 +7,10 @@ from typing import Any
 import pytest
 from django.test import Client
 
-MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
-
 
 def _session(user: Any, *, csrf: bool = False) -> Client:
     client = Client(enforce_csrf_checks=csrf)
-    client.force_login(user, backend=MODEL_BACKEND)
+    client.force_login(user)
     return client
 
 

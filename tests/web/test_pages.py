@@ -213,7 +213,7 @@ def test_starting_while_the_kill_switch_is_engaged_is_refused(operator_web, expe
 
 def test_posts_without_a_csrf_token_are_refused(operator, experiment):
     client = Client(enforce_csrf_checks=True)
-    client.force_login(operator, backend="django.contrib.auth.backends.ModelBackend")
+    client.force_login(operator)
     url = reverse("web:experiment-start", args=[experiment.pk])
     assert client.post(url).status_code == 403
     assert not Run.objects.exists()
