@@ -13,6 +13,8 @@ from typing import Any
 
 from django.db import IntegrityError
 from django.db.models import ProtectedError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -21,7 +23,13 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from experiments.services.runs import KillSwitchEngaged, RunNotAbortable
 from experiments.spec import SpecError
 
-__all__ = ["error_response", "exception_handler", "flatten_errors"]
+__all__ = [
+    "error_response",
+    "exception_handler",
+    "flatten_errors",
+    "not_found",
+    "server_error",
+]
 
 
 def error_response(
@@ -90,3 +98,18 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             status_code=status.HTTP_409_CONFLICT,
         )
     return drf_exception_handler(exc, context)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """404 for URLs nothing matched: JSON under ``/api/`` (clients parse the body and the
+    schema documents JSON), Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """500 in the same JSON shape under ``/api/``; the error itself is logged by Django."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Internal server error."}, status=500)
+    return defaults.server_error(request)

@@ -3,9 +3,10 @@ rate limiting.
 
 Login throttling is done here rather than with django-axes because what we need is
 small: count failed logins per (username, client address) in the Django cache and refuse
-further attempts for a while once the count passes a limit. Doing it as the *first
-authentication backend* covers every door that calls ``django.contrib.auth.authenticate``
-— the admin login, the web UI's login form, HTTP basic auth — without wiring each one,
+further attempts for a while once the count passes a limit. Doing it in the
+authentication backend (Django's model backend with a check in front) covers every door
+that calls ``django.contrib.auth.authenticate`` — the admin login, the web UI's login
+form, HTTP basic auth — without wiring each one,
 and needs no extra tables or migrations. In production set ``SCEP_CACHE_URL`` to Redis
 so that all web processes share the counters.
 """
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
@@ -69,22 +71,26 @@ def login_is_locked(username: str, address: str) -> bool:
     return cache.get(_key(username, address), 0) >= settings.SCEP_LOGIN_MAX_FAILURES
 
 
-class LoginRateLimitBackend:
-    """Refuses authentication while the (username, address) pair is locked out.
+class LoginRateLimitBackend(ModelBackend):
+    """Django's model backend, refusing while the (username, address) pair is locked out.
 
-    Raising PermissionDenied stops ``authenticate`` from trying the real backends, so a
-    locked-out caller cannot keep guessing even with the right password; it never
-    authenticates anyone itself.
+    Raising PermissionDenied stops ``authenticate`` at once, so a locked-out caller cannot
+    keep guessing even with the right password. It *is* the model backend (rather than a
+    guard placed before it) so that ``login()``/``force_login()``, which remember the
+    first configured backend, still load the user from the session.
     """
 
-    def authenticate(self, request: HttpRequest | None, username: str | None = None, **kw: Any):
+    def authenticate(
+        self,
+        request: HttpRequest | None,
+        username: str | None = None,
+        password: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
         if username and login_is_locked(username, client_address(request)):
             log.warning("login refused: %r is locked out after repeated failures", username)
             raise PermissionDenied("too many failed logins; try again later")
-        return None
-
-    def get_user(self, user_id: Any) -> None:
-        return None
+        return super().authenticate(request, username=username, password=password, **kwargs)
 
 
 @receiver(user_login_failed)

@@ -92,10 +92,7 @@ SCEP_CSP = env_str(
 # Login throttling: this many failures per (username, address) lock it for the window.
 SCEP_LOGIN_MAX_FAILURES = env_int("SCEP_LOGIN_MAX_FAILURES", 5, minimum=1)
 SCEP_LOGIN_LOCKOUT_S = env_int("SCEP_LOGIN_LOCKOUT_S", 900, minimum=1)
-AUTHENTICATION_BACKENDS = [
-    "scep.security.LoginRateLimitBackend",
-    "django.contrib.auth.backends.ModelBackend",
-]
+AUTHENTICATION_BACKENDS = ["scep.security.LoginRateLimitBackend"]  # ModelBackend + limit
 _cache_url = env_str("SCEP_CACHE_URL", "locmem://")
 if _cache_url.startswith(("redis://", "rediss://")):
     _redis_cache = "django.core.cache.backends.redis.RedisCache"

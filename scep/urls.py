@@ -27,3 +27,7 @@ urlpatterns = [
     # --- Web UI (server-rendered pages at the site root) -----------------------------
     path("", include("web.urls")),
 ]
+
+# JSON error bodies under /api/ for URLs no view matched (scep.api_errors).
+handler404 = "scep.api_errors.not_found"
+handler500 = "scep.api_errors.server_error"

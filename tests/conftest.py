@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group
+from django.db.backends.signals import connection_created
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -61,6 +62,17 @@ VALID_SPEC: dict[str, Any] = {
         {"metric": "error_rate", "aggregate": "mean", "operator": ">", "threshold": 0.5},
     ],
 }
+
+
+def _allow_audit_truncate(sender: Any, connection: Any, **kwargs: Any) -> None:
+    """The test database is reset with TRUNCATE between transactional tests; PostgreSQL
+    refuses that on the audit table unless the session says so (audit migration 0002)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET scep.audit_truncate_ok = 'on'")
+
+
+connection_created.connect(_allow_audit_truncate)
 
 
 def _user(django_user_model: Any, username: str, role: str | None, **extra: Any) -> Any:

@@ -22,6 +22,7 @@ from audit.models import AuditEntry
 from experiments.models import Experiment, ExperimentVersion, KillSwitch, Run, RunEvent, Target
 from experiments.spec import load_spec_text
 from injectors.models import ActiveFault, Agent
+from scep.api_params import parse_id
 
 # --- Targets --------------------------------------------------------------------------
 
@@ -134,7 +135,9 @@ class SpecInputSerializer(serializers.Serializer):
 
 class ExperimentSerializer(serializers.ModelSerializer):
     target = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     versions = serializers.IntegerField(source="versions.count", read_only=True)
 
     class Meta:
@@ -155,7 +158,9 @@ class ExperimentSerializer(serializers.ModelSerializer):
 
 
 class ExperimentVersionSerializer(serializers.ModelSerializer):
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = ExperimentVersion
@@ -182,7 +187,8 @@ class CreateRunSerializer(StartRunSerializer):
     experiment = serializers.CharField(help_text="The experiment's id or name.")
 
     def validate_experiment(self, value: str) -> Experiment:
-        lookup = {"pk": int(value)} if value.isdigit() else {"name": value}
+        number = parse_id(value)
+        lookup = {"pk": number} if number is not None else {"name": value}
         experiment = Experiment.objects.filter(**lookup).first()
         if experiment is None:
             raise serializers.ValidationError(f"no experiment with id or name {value!r}")
@@ -266,7 +272,9 @@ class RunSerializer(serializers.ModelSerializer):
 
     experiment = serializers.SlugRelatedField(slug_field="name", read_only=True)
     experiment_id = serializers.IntegerField(read_only=True)
-    started_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    started_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Run

@@ -8,17 +8,19 @@ the admin and the CLI cannot drift apart in what a change means.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.db.models import QuerySet
-from django.http import Http404
+from django.http import Http404, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import mixins, renderers, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from audit import services as audit_services
 from audit.models import AuditEntry, AuditSource
 from experiments.api import serializers as s
 from experiments.choices import RunStatus, Verdict
@@ -27,6 +29,7 @@ from experiments.services import catalog, runs
 from injectors.base import Injector
 from injectors.models import ActiveFault, Agent, FaultState
 from injectors.registry import get_injector, known_types
+from scep.api_params import parse_id
 from scep.permissions import ADMIN, OPERATOR, VIEWER
 
 SOURCE = AuditSource.API
@@ -236,8 +239,11 @@ class RunViewSet(
         queryset = _choice_filter(queryset, self.request, "verdict", "verdict", Verdict.values)
         experiment = self.request.query_params.get("experiment")
         if experiment:
-            key = "experiment_id" if experiment.isdigit() else "experiment__name"
-            queryset = queryset.filter(**{key: experiment})
+            number = parse_id(experiment)
+            if number is not None:
+                queryset = queryset.filter(experiment_id=number)
+            else:
+                queryset = queryset.filter(experiment__name=experiment)
         return queryset
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -324,9 +330,10 @@ class FaultViewSet(viewsets.ReadOnlyModelViewSet):
         queryset = _choice_filter(queryset, self.request, "state", "state", FaultState.values)
         run = self.request.query_params.get("run")
         if run:
-            if not run.isdigit():
+            number = parse_id(run)
+            if number is None:
                 raise serializers.ValidationError({"run": ["must be a run id"]})
-            queryset = queryset.filter(run_id=int(run))
+            queryset = queryset.filter(run_id=number)
         return queryset
 
 
@@ -362,15 +369,32 @@ class FaultTypeViewSet(viewsets.ViewSet):
         return Response(s.FaultTypeSerializer(injector).data)
 
 
-@extend_schema_view(
-    list=extend_schema(
-        parameters=[
-            OpenApiParameter("action", str, description="e.g. run.start"),
-            OpenApiParameter("source", str, enum=list(AuditSource.values)),
-            OpenApiParameter("object_type", str, description="e.g. experiments.run"),
-        ]
-    )
-)
+_AUDIT_FILTERS = [
+    OpenApiParameter("actor", str, description="Username of who acted."),
+    OpenApiParameter("action", str, description="e.g. run.start"),
+    OpenApiParameter("source", str, enum=list(AuditSource.values)),
+    OpenApiParameter("object_type", str, description="e.g. experiments.run"),
+    OpenApiParameter("object_id", str, description="Primary key of the object."),
+    OpenApiParameter("since", str, description="ISO 8601 date or datetime (inclusive)."),
+    OpenApiParameter("until", str, description="ISO 8601 date or datetime (inclusive)."),
+]
+
+
+class CSVRenderer(renderers.BaseRenderer):
+    """Only announces ``?format=csv`` to content negotiation; the export view streams the
+    CSV text itself (``audit.services.export_csv``)."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data: Any, accepted_media_type: Any = None, renderer_context: Any = None):
+        if isinstance(data, str | bytes):
+            return data
+        return json.dumps(data)  # an error body: still readable
+
+
+@extend_schema_view(list=extend_schema(parameters=_AUDIT_FILTERS))
 class AuditEntryViewSet(viewsets.ReadOnlyModelViewSet):
     """The append-only audit trail (admins only: it names people and what they did)."""
 
@@ -378,13 +402,45 @@ class AuditEntryViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = s.AuditEntrySerializer
     required_roles = {"list": ADMIN, "retrieve": ADMIN, "*": ADMIN}
 
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any):
+        # Errors (400, 403) keep the API's JSON shape even when CSV was asked for.
+        if getattr(response, "exception", False):
+            request.accepted_renderer = renderers.JSONRenderer()
+            request.accepted_media_type = request.accepted_renderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)
+
     def get_queryset(self) -> QuerySet:
         queryset = super().get_queryset()
-        if self.action != "list":
+        if self.action not in ("list", "export"):
             return queryset
-        queryset = _choice_filter(queryset, self.request, "source", "source", AuditSource.values)
-        for param in ("action", "object_type"):
-            value = self.request.query_params.get(param)
-            if value:
-                queryset = queryset.filter(**{param: value})
-        return queryset
+        try:
+            return audit_services.filter_entries(queryset, self.request.query_params)
+        except audit_services.AuditFilterError as exc:
+            raise serializers.ValidationError(exc.errors) from None
+
+    @extend_schema(
+        summary="Export the (filtered) trail, oldest first, as CSV or JSON",
+        parameters=[
+            *_AUDIT_FILTERS,
+            OpenApiParameter("format", str, enum=["csv", "json"], description="Default json."),
+        ],
+        responses={
+            (200, "application/json"): s.AuditEntrySerializer(many=True),
+            (200, "text/csv"): OpenApiTypes.STR,
+        },
+    )
+    @action(
+        detail=False,
+        methods=["get"],
+        pagination_class=None,
+        renderer_classes=[renderers.JSONRenderer, CSVRenderer],
+    )
+    def export(self, request: Request) -> Any:
+        rows = audit_services.export_rows(self.get_queryset())
+        if request.accepted_renderer.format == "csv":
+            response = StreamingHttpResponse(
+                audit_services.export_csv(rows), content_type="text/csv; charset=utf-8"
+            )
+            response["Content-Disposition"] = 'attachment; filename="scep-audit.csv"'
+            return response
+        return Response(list(rows))

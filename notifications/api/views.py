@@ -19,6 +19,7 @@ from notifications.api.serializers import (
 )
 from notifications.models import DeliveryStatus, Event, NotificationChannel, NotificationDelivery
 from notifications.services import send_test
+from scep.api_params import parse_id
 from scep.permissions import ADMIN, OPERATOR
 
 SOURCE = AuditSource.API
@@ -123,9 +124,10 @@ class NotificationDeliveryViewSet(viewsets.ReadOnlyModelViewSet):
         params = self.request.query_params
         for param in ("channel", "run"):
             if value := params.get(param):
-                if not value.isdigit():
+                number = parse_id(value)
+                if number is None:
                     raise serializers.ValidationError({param: ["must be an id"]})
-                queryset = queryset.filter(**{f"{param}_id": int(value)})
+                queryset = queryset.filter(**{f"{param}_id": number})
         for param, choices in (("status", DeliveryStatus.values), ("event", Event.values)):
             if value := params.get(param):
                 if value not in choices:

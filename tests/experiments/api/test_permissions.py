@@ -135,6 +135,7 @@ MATRIX: list[tuple[str, str, str, Any, str | None, int]] = [
     ("fault-types-detail", "get", "/api/v1/fault-types/network.latency/", None, VIEWER, 200),
     ("audit-list", "get", "/api/v1/audit/", None, ADMIN, 200),
     ("audit-detail", "get", "/api/v1/audit/{audit}/", None, ADMIN, 200),
+    ("audit-export", "get", "/api/v1/audit/export/?format=csv", None, ADMIN, 200),
     # failure flags (polled by applications)
     ("failure-flags-active", "get", "/api/v1/failure-flags/active/", None, VIEWER, 200),
     # analysis
