@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 
 from analysis import services
 from analysis.api import serializers as s
-from analysis.exports import FORMATS, UnknownFormat, export_run
+from analysis.exports import FORMATS, UnknownFormat, export_report, export_run
 from analysis.models import Finding, Suggestion
 from audit.models import AuditSource
 from experiments.models import Run, Target
@@ -89,10 +89,9 @@ class RunAnalysisViewSet(viewsets.GenericViewSet):
         """The full report (``?export=html`` for the self-contained HTML file)."""
         run = self.get_object()
         report = services.build_report(run)
-        if request.query_params.get("export") == "html":
-            from analysis.report import render_html
-
-            response = HttpResponse(render_html(report), content_type="text/html")
+        if request.query_params.get("export") == "html":  # kept for older clients
+            export = export_report(report, "html")
+            response = HttpResponse(export.content, content_type=export.content_type)
             response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.html"'
             return response
         return Response(report)

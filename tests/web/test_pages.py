@@ -270,3 +270,9 @@ def test_assets_are_served_locally(viewer_web):
         body = b"".join(response.streaming_content)
         assert len(body) > 100
     assert Client().get("/static/web/nope.css").status_code == 404
+
+
+def test_the_report_of_a_run_not_yet_analysed_still_renders(viewer_web, experiment):
+    run = Run.objects.create(experiment=experiment, experiment_version=1, spec=experiment.spec)
+    html = viewer_web.get(reverse("web:report", args=[run.pk])).content.decode()
+    assert "No findings." in html and "inconclusive" in html and "No metrics." in html
