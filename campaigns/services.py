@@ -11,6 +11,7 @@ nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Iterable, Sequence
@@ -39,6 +40,7 @@ __all__ = [
     "add_note",
     "advance",
     "advance_all",
+    "cancel_execution",
     "create_campaign",
     "create_game_day",
     "delete_campaign",
@@ -396,6 +398,39 @@ def advance(execution: CampaignRun, *, actor: Any = "scheduler", source: str = "
             execution.reason = hold
             execution.save(update_fields=["reason"])
     return started
+
+
+def cancel_execution(
+    execution: CampaignRun, *, actor: Any, source: str, reason: str = ""
+) -> CampaignRun:
+    """End an execution now: its active runs are aborted (their faults reverted) and its
+    pending steps never start. A stuck execution would otherwise keep its campaign's
+    schedule skipping as "still running"."""
+    from experiments.services.runs import RunNotAbortable, abort_run
+
+    why = reason or "cancelled by user"
+    with transaction.atomic():
+        execution = CampaignRun.objects.select_for_update().get(pk=execution.pk)
+        if execution.is_terminal:
+            raise CampaignStateError(f"execution {execution.pk} is already {execution.status}")
+        steps = list(execution.steps.select_related("run"))
+        for step in steps:
+            if step.run is not None and not step.run.is_terminal:
+                with contextlib.suppress(RunNotAbortable):  # ended meanwhile
+                    abort_run(step.run, actor=actor, source=source, reason=f"campaign: {why}")
+        execution.status = ExecutionStatus.CANCELLED
+        execution.finished_at = timezone.now()
+        execution.reason = why
+        execution.summary = _summary(execution.steps.select_related("run"))
+        execution.save(update_fields=["status", "finished_at", "reason", "summary"])
+        record(
+            actor=actor,
+            action="campaign.cancel",
+            source=source,
+            obj=execution,
+            changes={"reason": why},
+        )
+    return execution
 
 
 def advance_all() -> int:

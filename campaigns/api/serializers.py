@@ -126,6 +126,10 @@ class CampaignRunSerializer(serializers.ModelSerializer):
         ]
 
 
+class CancelSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=500)
+
+
 class CampaignReportSerializer(serializers.Serializer):
     campaign = serializers.CharField()
     executions = serializers.ListField(child=serializers.DictField())

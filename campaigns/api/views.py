@@ -128,14 +128,14 @@ class CampaignViewSet(_Services, viewsets.ModelViewSet):
         ],
     )
 )
-class CampaignRunViewSet(viewsets.ReadOnlyModelViewSet):
+class CampaignRunViewSet(_Services, viewsets.ReadOnlyModelViewSet):
     """Executions of campaigns: scheduled, manual and game days, including skipped ones."""
 
     queryset = CampaignRun.objects.select_related("campaign").prefetch_related(
         "steps__run", "steps__experiment"
     )
     serializer_class = s.CampaignRunSerializer
-    required_roles = READ
+    required_roles = {**READ, "cancel": OPERATOR}
 
     def get_queryset(self) -> QuerySet:
         queryset = super().get_queryset()
@@ -153,6 +153,20 @@ class CampaignRunViewSet(viewsets.ReadOnlyModelViewSet):
                 )
             queryset = queryset.filter(status=value)
         return queryset
+
+    @extend_schema(
+        summary="Cancel an execution: abort its active runs, start no further steps",
+        request=s.CancelSerializer,
+        responses=s.CampaignRunSerializer,
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        ser = s.CancelSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        execution = services.cancel_execution(
+            self.get_object(), actor=request.user, source=SOURCE, **ser.validated_data
+        )
+        return Response(s.CampaignRunSerializer(execution).data)
 
 
 @extend_schema_view(

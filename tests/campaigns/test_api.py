@@ -199,3 +199,18 @@ def test_deleting_a_campaign_removes_its_beat_entry(operator_client, campaign):
     assert response.status_code == 204
     assert not PeriodicTask.objects.filter(name=campaign["periodic_task"]).exists()
     assert AuditEntry.objects.filter(action="campaign.delete").exists()
+
+
+def test_cancelling_an_execution_aborts_its_run_and_frees_the_schedule(operator_client, campaign):
+    url = f"/api/v1/campaigns/{campaign['id']}/trigger/"
+    execution = operator_client.post(url).json()
+    cancel = f"/api/v1/campaign-runs/{execution['id']}/cancel/"
+    response = operator_client.post(cancel, {"reason": "stuck"}, format="json")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["status"] == "cancelled" and body["reason"] == "stuck"
+    assert body["steps"][0]["run_status"] == "aborted"
+    assert body["summary"]["aborted"] == 1 and body["summary"]["not_run"] == 1
+    assert operator_client.post(cancel, {}, format="json").status_code == 409
+    assert operator_client.post(url).status_code == 201  # no longer "still running"
+    assert AuditEntry.objects.filter(action="campaign.cancel").exists()

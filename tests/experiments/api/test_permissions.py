@@ -240,6 +240,14 @@ MATRIX: list[tuple[str, str, str, Any, str | None, int]] = [
         VIEWER,
         200,
     ),
+    (
+        "campaign-runs-cancel",
+        "post",
+        "/api/v1/campaign-runs/{campaign_run}/cancel/",
+        {"reason": "stuck"},
+        OPERATOR,
+        200,
+    ),
     ("game-days-list", "get", "/api/v1/game-days/", None, VIEWER, 200),
     ("game-days-detail", "get", "/api/v1/game-days/{game_day}/", None, VIEWER, 200),
     (
