@@ -13,9 +13,11 @@ import functools
 import mimetypes
 from collections.abc import Callable
 from html import escape
+from pathlib import Path
 from typing import Any
 
 import yaml
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.staticfiles import finders
 from django.core.exceptions import PermissionDenied
@@ -172,10 +174,20 @@ def _editor(
     return render(request, "web/experiment_edit.html", context, status=status)
 
 
+def _examples() -> dict[str, Path]:
+    """The example specs shipped in ``experiments/examples``, offered as starting points."""
+    folder = Path(settings.BASE_DIR) / "experiments" / "examples"
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
 @role_required(OPERATOR)
 def experiment_new(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
-        return render(request, "web/experiment_edit.html", {"text": "", "check": None})
+        examples = _examples()
+        chosen = examples.get(request.GET.get("example", ""))
+        text = chosen.read_text() if chosen else ""
+        context = {"text": text, "check": None, "examples": list(examples)}
+        return render(request, "web/experiment_edit.html", context)
     text = request.POST.get("spec", "")
     try:
         experiment = catalog.create_experiment(text, actor=request.user, source=SOURCE)

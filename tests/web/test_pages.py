@@ -276,3 +276,12 @@ def test_the_report_of_a_run_not_yet_analysed_still_renders(viewer_web, experime
     run = Run.objects.create(experiment=experiment, experiment_version=1, spec=experiment.spec)
     html = viewer_web.get(reverse("web:report", args=[run.pk])).content.decode()
     assert "No findings." in html and "inconclusive" in html and "No metrics." in html
+
+
+def test_the_editor_offers_the_shipped_examples_as_starting_points(operator_web):
+    page = operator_web.get(reverse("web:experiment-new")).content.decode()
+    assert "?example=demo-latency" in page
+    filled = operator_web.get(reverse("web:experiment-new") + "?example=demo-latency")
+    assert "name: demo-latency" in filled.content.decode()
+    unknown = operator_web.get(reverse("web:experiment-new") + "?example=../../etc/passwd")
+    assert unknown.status_code == 200 and "root:" not in unknown.content.decode()
