@@ -201,6 +201,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
     # kombu's filesystem transport with an atomic publish (see scep/broker.py).
     CELERY_BROKER_TRANSPORT = "scep.broker:Transport"
+elif CELERY_BROKER_URL.split("://", 1)[0] == "redis":
+    # Redis, with a QoS that survives a broker restart mid-task (scep/broker_redis.py).
+    CELERY_BROKER_TRANSPORT = "scep.broker_redis:Transport"
 elif CELERY_BROKER_URL.split("://", 1)[0] not in {"redis", "rediss", "amqp", "pyamqp", "memory"}:
     raise ImproperlyConfigured(
         f"CELERY_BROKER_URL={CELERY_BROKER_URL!r}: expected filesystem://, redis://, amqp:// "

@@ -13,7 +13,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from django.db import close_old_connections, connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
 from analysis.models import MetricSeries
 
@@ -136,8 +136,14 @@ class RunSampler:
                             store[0].append(started)
                             store[1].append(float(value))
                 if time.monotonic() - last_flush >= FLUSH_EVERY_S:
-                    self.flush()
-                    last_flush = time.monotonic()
+                    try:
+                        self.flush()
+                        last_flush = time.monotonic()
+                    except (OperationalError, InterfaceError) as exc:
+                        # The database is away (restarting): the samples stay buffered
+                        # and go out with a later flush; a new connection is opened then.
+                        log.warning("run %s: samples kept for later: %s", self.run_id, exc)
+                        connection.close()
                 next_tick += self.interval
                 delay = next_tick - time.monotonic()
                 if delay < 0:  # a slow tick: skip ahead rather than burst
@@ -170,5 +176,13 @@ class RunSampler:
                     values=vs,
                 )
             )
-            self._seq[(phase, metric)] += 1
-        MetricSeries.objects.bulk_create(rows)
+        try:
+            MetricSeries.objects.bulk_create(rows)
+        except Exception:
+            with self._lock:  # put them back in front of whatever came in meanwhile
+                for (phase, metric), (ts, vs) in pending.items():
+                    later = self._unflushed.get((phase, metric), ([], []))
+                    self._unflushed[(phase, metric)] = (ts + later[0], vs + later[1])
+            raise
+        for row in rows:
+            self._seq[(row.phase, row.metric)] += 1

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from experiments.choices import EventKind, RunStatus, Verdict
@@ -39,6 +39,30 @@ log = logging.getLogger(__name__)
 
 def worker_identity() -> str:
     return f"{settings.SCEP_HOSTNAME}:{os.getpid()}"
+
+
+#: How long a run rides out a database outage (a restart, a failover) before giving up.
+DB_OUTAGE_TOLERANCE_S = 60.0
+
+
+def db_retry(fn, *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn``, retrying through a database outage.
+
+    A run that holds a fault must outlive a database restart: without this, the first
+    query after the restart raises on the dead connection, every later one too, and the
+    run can neither revert through the ledger nor record how it ended. The broken
+    connection is dropped so the next attempt reconnects. ``fn`` must be idempotent.
+    """
+    deadline = time.monotonic() + DB_OUTAGE_TOLERANCE_S
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except (OperationalError, InterfaceError) as exc:
+            if connection.in_atomic_block or time.monotonic() >= deadline:
+                raise
+            log.warning("database unavailable, retrying: %s", exc)
+            connection.close()
+            time.sleep(0.5)
 
 
 class RunInterrupted(Exception):
@@ -68,7 +92,7 @@ class Orchestrator:
     # -- bookkeeping ------------------------------------------------------------------
     def transition(self, status: str, message: str | None = None, **stamps: Any) -> None:
         fields = {"status": status, "heartbeat_at": timezone.now(), **stamps}
-        Run.objects.filter(pk=self.run.pk).update(**fields)
+        db_retry(Run.objects.filter(pk=self.run.pk).update, **fields)
         for key, value in fields.items():
             setattr(self.run, key, value)
         add_event(self.run, EventKind.TRANSITION, message or f"entered {status}", phase=status)
@@ -77,9 +101,14 @@ class Orchestrator:
         add_event(self.run, kind, message, phase=self.run.status, data=data)
 
     def check(self) -> None:
-        """Heartbeat, then raise RunInterrupted on abort, kill switch or external end."""
+        """Heartbeat, then raise RunInterrupted on abort, kill switch, external end or a
+        fault that ended before its time."""
+        db_retry(self._check)
+
+    def _check(self) -> None:
         now = time.monotonic()
-        if now - self._last_heartbeat >= 1.0:
+        beat = now - self._last_heartbeat >= 1.0
+        if beat:
             Run.objects.filter(pk=self.run.pk).update(heartbeat_at=timezone.now())
             self._last_heartbeat = now
         row = Run.objects.values("status", "abort_requested_at", "abort_reason").get(pk=self.run.pk)
@@ -89,6 +118,19 @@ class Orchestrator:
             raise RunInterrupted(row["abort_reason"] or "aborted by user")
         if KillSwitch.objects.filter(pk=1, engaged=True).exists():
             raise RunInterrupted("kill switch engaged")
+        if beat and self.run.status == RunStatus.DURING and self.fault is not None:
+            self._check_fault_in_place()
+
+    def _check_fault_in_place(self) -> None:
+        """A fault closed by someone else (its agent restarted, it expired, the reaper)
+        means the run no longer measures what it says: end it failed, with the reason."""
+        fault = ActiveFault.objects.values("state", "revert_reason").get(pk=self.fault.pk)
+        if fault["state"] not in FaultState.open():
+            why = fault["revert_reason"] or fault["state"]
+            raise RunInterrupted(
+                f"fault {self.fault.pk} ended before its duration elapsed: {why}",
+                RunStatus.FAILED,
+            )
 
     def wait(self, seconds: float, *, stop_conditions: bool = False) -> None:
         deadline = time.monotonic() + seconds
@@ -209,7 +251,7 @@ class Orchestrator:
         )
         self.check()
         self.fault = inject_fault(self.fault)
-        self.sampler.set_phase("during")
+        db_retry(self.sampler.set_phase, "during")
         self.transition(
             RunStatus.DURING,
             f"fault active: {self.spec.fault.type}",
@@ -248,7 +290,7 @@ class Orchestrator:
             )
             self.transition(RunStatus.REVERTING, f"reverting: {reason}")
             started = time.monotonic()
-            if revert_fault(self.fault, reason):
+            if db_retry(revert_fault, self.fault, reason):
                 elapsed = time.monotonic() - started
                 self.transition(
                     RunStatus.REVERTING,
@@ -285,7 +327,7 @@ class Orchestrator:
             return
         keep_recovery = self.interruption is None or self.interruption.keep_recovery
         if keep_recovery and not self.error and self.fault is not None:
-            self.sampler.set_phase("recovery")
+            db_retry(self.sampler.set_phase, "recovery")
             self.transition(RunStatus.RECOVERY, recovery_started_at=timezone.now())
             try:
                 self.wait(self.spec.recovery)

@@ -25,7 +25,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     skip = pytest.mark.skip(reason=f"scale test: set {SCALE_ENV}=1 (make test-scale)")
     for item in items:
-        if "scale" in item.keywords:
+        if item.get_closest_marker("scale") is not None:
             item.add_marker(skip)
 
 
