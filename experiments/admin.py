@@ -46,6 +46,8 @@ class TargetAdmin(admin.ModelAdmin):
     list_filter = ("environment", "allowed", "agent")
     search_fields = ("name", "description", "agent")
     readonly_fields = ("created_at", "updated_at")
+    # Credentials are write-only through the API: a form would echo them back in clear.
+    exclude = ("secrets",)
 
     def save_model(self, request: HttpRequest, obj: Target, form: Any, change: bool) -> None:
         fields = {name: getattr(obj, name) for name in catalog.TARGET_FIELDS}
@@ -89,7 +91,11 @@ class ExperimentForm(forms.ModelForm):
                 raise forms.ValidationError("the spec must be a mapping of fields")
             validate_spec(data)
             target = catalog.resolve_target(data)
-            validate_spec(data, target_config=target.config, target_labels=target.labels)
+            validate_spec(
+                data,
+                target_config=target.connection_config(resolve=False),
+                target_labels=target.labels,
+            )
         except SpecError as exc:
             raise forms.ValidationError([str(err) for err in exc.errors]) from None
         clash = Experiment.objects.filter(name=data.get("name"))

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 
 from experiments.choices import Environment, EventKind, RunStatus, Verdict
+from scep.crypto import resolve_reference
+from scep.fields import EncryptedJSONField
 
 
 class Target(models.Model):
@@ -25,6 +29,12 @@ class Target(models.Model):
     allowed = models.BooleanField(default=True)
     agent = models.CharField(max_length=100, default="local")
     config = models.JSONField(default=dict, blank=True)
+    secrets = EncryptedJSONField(
+        blank=True,
+        default=dict,
+        help_text='credentials shaped like config, e.g. {"postgres": {"dsn": ...}}; '
+        "values may be env:NAME or file:/path; encrypted, never shown",
+    )
     labels = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -34,6 +44,30 @@ class Target(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def connection_config(self, *, resolve: bool = True) -> dict[str, Any]:
+        """``config`` with ``secrets`` merged in: what injectors connect with. Only ever
+        handed to injectors, never stored, shown or reported. ``resolve=False`` leaves
+        ``env:``/``file:`` references as written — enough for validation, which only
+        needs to know a setting is there, on a host that may not hold the secret."""
+        return merge_secrets(self.config or {}, self.secrets or {}, resolve=resolve)
+
+
+def merge_secrets(
+    config: dict[str, Any], secrets: dict[str, Any], *, resolve: bool = True
+) -> dict[str, Any]:
+    """A copy of ``config`` with ``secrets`` laid over it key by key (nested mappings
+    merge; a secret string replaces the config value), references resolved."""
+    merged = dict(config)
+    for key, value in secrets.items():
+        if isinstance(value, dict):
+            base = merged.get(key)
+            merged[key] = merge_secrets(
+                base if isinstance(base, dict) else {}, value, resolve=resolve
+            )
+        else:
+            merged[key] = resolve_reference(value) if resolve else value
+    return merged
 
 
 class Experiment(models.Model):

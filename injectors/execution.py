@@ -14,7 +14,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from injectors.base import InjectionContext
+from injectors.base import InjectionContext, InjectionError
 from injectors.models import ActiveFault, FaultState
 from injectors.registry import get_injector
 from observability import events
@@ -33,10 +33,16 @@ def _lock(fault_id: int) -> threading.Lock:
 
 
 def _context(fault: ActiveFault, runtime: Any) -> InjectionContext:
+    from scep.crypto import SecretUnavailable
+
+    try:  # the target's credentials, decrypted and resolved only here, where they are used
+        config = fault.target.connection_config()
+    except SecretUnavailable as exc:
+        raise InjectionError(f"target {fault.target.name!r}: {exc}") from None
     return InjectionContext(
         fault_id=fault.pk,
         target_name=fault.target.name,
-        target_config=fault.target.config,
+        target_config=config,
         intensity=fault.intensity,
         expires_at=fault.expires_at.timestamp(),
         runtime=runtime,

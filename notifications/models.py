@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from notifications.fields import EncryptedTextField
 from notifications.redact import redact_url
+from scep.fields import EncryptedTextField
 
 __all__ = [
     "ChannelKind",

@@ -270,12 +270,16 @@ LOGGING = {
         # One JSON object per line, with run_id inside run_context (observability.logging).
         "json": {"()": "observability.logging.JsonFormatter"},
     },
-    "filters": {"run_context": {"()": "observability.logging.RunContextFilter"}},
+    "filters": {
+        "run_context": {"()": "observability.logging.RunContextFilter"},
+        # Masks credentials in every line (scep/redaction.py).
+        "redact_secrets": {"()": "scep.redaction.SecretRedactingFilter"},
+    },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": SCEP_LOG_FORMAT,
-            "filters": ["run_context"],
+            "filters": ["run_context", "redact_secrets"],
         }
     },
     "root": {"handlers": ["console"], "level": env_str("SCEP_LOG_LEVEL", "WARNING")},

@@ -29,6 +29,18 @@ from scep.api_params import parse_id
 
 class TargetSerializer(serializers.ModelSerializer):
     experiments = serializers.IntegerField(source="experiments.count", read_only=True)
+    secrets = serializers.JSONField(
+        write_only=True,
+        required=False,
+        help_text=(
+            'Credentials, shaped like config (e.g. {"postgres": {"dsn": "..."}}); '
+            "each value a string, or env:NAME / file:/path. Write-only: stored encrypted, "
+            "never returned. Sending it replaces all of them; {} removes them."
+        ),
+    )
+    secret_keys = serializers.SerializerMethodField(
+        help_text="Names of the secrets set (e.g. postgres.dsn), never their values."
+    )
 
     class Meta:
         model = Target
@@ -40,12 +52,31 @@ class TargetSerializer(serializers.ModelSerializer):
             "allowed",
             "agent",
             "config",
+            "secrets",
+            "secret_keys",
             "labels",
             "experiments",
             "created_at",
             "updated_at",
         )
         read_only_fields = ("created_at", "updated_at")
+
+    def get_secret_keys(self, target: Target) -> list[str]:
+        from experiments.services.catalog import secret_paths
+
+        return secret_paths(target.secrets)
+
+    def validate_secrets(self, value: Any, path: str = "secrets") -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("must be an object of named secrets")
+        for key, item in value.items():
+            if isinstance(item, dict):
+                self.validate_secrets(item, f"{path}.{key}")
+            elif not isinstance(item, str) or not item:
+                raise serializers.ValidationError(
+                    f"{path}.{key}: must be a non-empty string (or env:NAME / file:/path)"
+                )
+        return value
 
     def validate_config(self, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):

@@ -31,26 +31,40 @@ def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def secret_paths(secrets: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the secrets set (``postgres.dsn``), never their values: what the
+    API shows and the audit trail records about credentials."""
+    paths: list[str] = []
+    for key, value in sorted((secrets or {}).items()):
+        name = f"{prefix}.{key}" if prefix else str(key)
+        paths.extend(secret_paths(value, name) if isinstance(value, dict) else [name])
+    return paths
+
+
+def _secrets_change(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    return {"before": secret_paths(before), "after": secret_paths(after), "values": "redacted"}
+
+
 @transaction.atomic
 def create_target(*, actor: Any, source: str, **fields: Any) -> Target:
     target = Target.objects.create(**fields)
-    record(
-        actor=actor,
-        action="target.create",
-        source=source,
-        obj=target,
-        changes={k: {"before": None, "after": getattr(target, k)} for k in TARGET_FIELDS},
-    )
+    changes = {k: {"before": None, "after": getattr(target, k)} for k in TARGET_FIELDS}
+    if target.secrets:
+        changes["secrets"] = _secrets_change({}, target.secrets)
+    record(actor=actor, action="target.create", source=source, obj=target, changes=changes)
     return target
 
 
 @transaction.atomic
 def update_target(target: Target, *, actor: Any, source: str, **fields: Any) -> Target:
     before = {k: getattr(target, k) for k in TARGET_FIELDS}
+    secrets_before = target.secrets
     for key, value in fields.items():
         setattr(target, key, value)
     target.save()
     changes = _diff(before, {k: getattr(target, k) for k in TARGET_FIELDS})
+    if "secrets" in fields and fields["secrets"] != secrets_before:
+        changes["secrets"] = _secrets_change(secrets_before, target.secrets)
     record(actor=actor, action="target.update", source=source, obj=target, changes=changes)
     return target
 
@@ -62,7 +76,7 @@ def delete_target(target: Target, *, actor: Any, source: str) -> None:
 
 
 def _validated(spec_data: dict[str, Any] | str, target: Target | None) -> dict[str, Any]:
-    config = target.config if target is not None else None
+    config = target.connection_config(resolve=False) if target is not None else None
     labels = target.labels if target is not None else None
     return dump_spec(validate_spec(spec_data, target_config=config, target_labels=labels))
 
@@ -102,11 +116,12 @@ def preview_experiment(spec_data: dict[str, Any] | str) -> dict[str, Any]:
     data = load_spec_text(spec_data) if isinstance(spec_data, str) else spec_data
     validate_spec(data)
     target = resolve_target(data)
-    spec = validate_spec(data, target_config=target.config, target_labels=target.labels)
+    config = target.connection_config(resolve=False)
+    spec = validate_spec(data, target_config=config, target_labels=target.labels)
     ctx = InjectionContext(
         fault_id=None,
         target_name=target.name,
-        target_config=target.config,
+        target_config=config,
         intensity=spec.intensity,
         expires_at=time.time() + spec.duration,
     )

@@ -220,7 +220,7 @@ class Orchestrator:
         return InjectionContext(
             fault_id=self.fault.pk if self.fault else None,
             target_name=self.target.name,
-            target_config=self.target.config,
+            target_config=self.target.connection_config(),
             intensity=self.spec.intensity,
             expires_at=expires_at,
         )

@@ -31,7 +31,11 @@ def preflight(run: Run, spec: ExperimentSpec, target: Target) -> None:
             f"SCEP_ALLOWED_ENVIRONMENTS ({', '.join(settings.SCEP_ALLOWED_ENVIRONMENTS)})"
         )
     try:  # caps and the target's config may have changed since the spec was saved
-        validate_spec(run.spec, target_config=target.config, target_labels=target.labels)
+        validate_spec(
+            run.spec,
+            target_config=target.connection_config(resolve=False),
+            target_labels=target.labels,
+        )
     except SpecError as exc:
         raise PreflightError(f"spec no longer valid: {exc}") from None
     if run.dry_run:
