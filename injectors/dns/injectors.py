@@ -10,20 +10,13 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from pydantic import Field, field_validator
 
-from injectors.base import (
-    FieldError,
-    InjectionContext,
-    InjectionError,
-    Injector,
-    InvalidParams,
-    Params,
-)
-from injectors.dns.server import DnsManager, DnsRule, dns_key, normalise_name
-from injectors.network.proxy import ProxyError
+from injectors.base import FieldError, InjectionContext, InvalidParams, Params
+from injectors.dns.server import DnsRule, dns_key, normalise_name
+from injectors.rule_faults import RuleFaultInjector
 
 __all__ = [
     "DnsDelayInjector",
@@ -70,11 +63,15 @@ def _num(value: float) -> str:
     return f"{value:g}"
 
 
-class _DnsFaultInjector(Injector):
-    """Shared plumbing: target checks, rule lifecycle and the dry-run sentence frame."""
+class _DnsFaultInjector(RuleFaultInjector):
+    """Target checks and the dry-run sentence frame of the DNS responder faults."""
 
     family = "dns"
-    kind: ClassVar[str]
+    runtime_attr = "dns"
+    manager_label = "a DnsManager"
+    rule_class = DnsRule
+    rule_label = "DNS rule"
+    handle_key = "responder"
 
     def check_target(self, params: dict[str, Any], target_config: dict[str, Any]) -> None:
         spec = target_config.get("dns")
@@ -86,8 +83,11 @@ class _DnsFaultInjector(Injector):
             reason = f"the target's config.dns lacks {' and '.join(missing)}"
             raise InvalidParams([FieldError("", reason)])
 
-    def rule_fields(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {}
+    def match_fields(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"names": tuple(params["names"])}
+
+    def listener(self, params: dict[str, Any], ctx: InjectionContext) -> tuple[str, dict, str]:
+        return dns_key(ctx.target_name), ctx.target_config["dns"], "the DNS responder"
 
     def effect(self, params: dict[str, Any]) -> str:
         raise NotImplementedError
@@ -106,45 +106,6 @@ class _DnsFaultInjector(Injector):
             f"{self.effect(params)} for {_num(ctx.intensity * 100)}% of queries for {names} "
             f"{where} until {until}"
         )
-
-    def inject(self, params: dict[str, Any], ctx: InjectionContext) -> dict[str, Any]:
-        params = self.validate(params, ctx.target_config)
-        manager = self._manager(ctx)
-        spec = ctx.target_config["dns"]
-        try:
-            rule = DnsRule(
-                id=f"fault-{ctx.fault_id}",
-                kind=self.kind,  # type: ignore[arg-type]
-                share=ctx.intensity,
-                expires_at=ctx.expires_at,
-                names=tuple(params["names"]),
-                **self.rule_fields(params),
-            )
-        except ValueError as exc:
-            raise InjectionError(f"cannot build the DNS rule: {exc}") from None
-        key = dns_key(ctx.target_name)
-        try:
-            manager.ensure_proxy(key, spec["listen"], spec["upstream"])
-            manager.set_rule(key, rule)
-        except ProxyError:
-            raise
-        except Exception as exc:  # a timeout or loop failure: surface it as a fault error
-            raise InjectionError(f"could not apply the DNS rule: {exc}") from exc
-        return {"responder": key, "rule_id": rule.id}
-
-    def revert(self, handle: dict[str, Any], ctx: InjectionContext) -> None:
-        # Idempotent, and fine when the responder is gone (the rule died with it).
-        self._manager(ctx).remove_rule(handle["responder"], handle["rule_id"])
-
-    @staticmethod
-    def _manager(ctx: InjectionContext) -> DnsManager:
-        manager = getattr(ctx.runtime, "dns", None)
-        if manager is None:
-            raise InjectionError(
-                "DNS faults run inside the target's agent: ctx.runtime.dns "
-                "(a DnsManager) is missing"
-            )
-        return manager
 
 
 class NxdomainInjector(_DnsFaultInjector):

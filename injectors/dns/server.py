@@ -34,6 +34,7 @@ import dns.flags
 import dns.message
 import dns.rcode
 
+from injectors.listener import RuleListener, listen_error, total_delay
 from injectors.network.proxy import ProxyError, ProxyManager, parse_address, proxy_key
 
 __all__ = [
@@ -123,12 +124,24 @@ class _Udp(asyncio.DatagramProtocol):
             self.transport.sendto(answer, addr)
 
 
-class DnsResponder:
+class DnsResponder(RuleListener[DnsRule]):
     """One listening responder (UDP + TCP on the same port) with its rules.
 
     Same surface as :class:`~injectors.network.proxy.FaultProxy`, so the generic
     :class:`ProxyManager` can host it.
     """
+
+    STATS = (
+        "queries_total",
+        "queries_udp",
+        "queries_tcp",
+        "answered_nxdomain",
+        "answered_servfail",
+        "queries_delayed",
+        "forwarded",
+        "upstream_errors",
+        "malformed",
+    )
 
     def __init__(
         self,
@@ -137,26 +150,10 @@ class DnsResponder:
         upstream: tuple[str, int],
         rng: random.Random | None = None,
     ) -> None:
-        self.name = name
-        self.listen = listen
-        self.upstream = upstream
-        self.rng = rng or random.Random()
-        self.bound: tuple[str, int] | None = None
-        self._rules: dict[str, DnsRule] = {}
+        super().__init__(name, listen, upstream, rng)
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._tasks: set[asyncio.Task] = set()
-        self.stats: dict[str, int] = {
-            "queries_total": 0,
-            "queries_udp": 0,
-            "queries_tcp": 0,
-            "answered_nxdomain": 0,
-            "answered_servfail": 0,
-            "queries_delayed": 0,
-            "forwarded": 0,
-            "upstream_errors": 0,
-            "malformed": 0,
-        }
 
     async def start(self) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
@@ -176,10 +173,7 @@ class DnsResponder:
                     self._udp = None
                 if exc.errno == errno.EADDRINUSE and port == 0:
                     continue  # the ephemeral UDP port is taken for TCP: try another one
-                reason = "address already in use" if exc.errno == errno.EADDRINUSE else str(exc)
-                raise ProxyError(
-                    f"DNS responder {self.name!r} cannot listen on {host}:{port}: {reason}"
-                ) from None
+                raise listen_error("DNS responder", self.name, self.listen, exc) from None
             self.bound = bound
             return bound
         raise ProxyError(f"DNS responder {self.name!r} found no port free for both UDP and TCP")
@@ -264,18 +258,6 @@ class DnsResponder:
 
     # --- rules -------------------------------------------------------------------------
 
-    def set_rule(self, rule: DnsRule) -> None:
-        self._rules[rule.id] = rule
-
-    def remove_rule(self, rule_id: str) -> bool:
-        return self._rules.pop(rule_id, None) is not None
-
-    def rules(self) -> list[DnsRule]:
-        now = time.time()
-        for rule_id in [k for k, r in self._rules.items() if r.expires_at <= now]:
-            del self._rules[rule_id]
-        return list(self._rules.values())
-
     def decide(self, qname: str) -> tuple[DnsRule | None, float]:
         """The error rule that answers this query (if any) and the total delay in seconds.
 
@@ -287,11 +269,7 @@ class DnsResponder:
         u = self.rng.random()
         now = time.time()
         hits = [r for r in self.rules() if u < r.share and r.matches(qname, now)]
-        delay = 0.0
-        for r in hits:
-            if r.kind == "delay":
-                jitter = self.rng.uniform(-r.jitter_ms, r.jitter_ms) if r.jitter_ms else 0.0
-                delay += max(0.0, r.delay_ms + jitter) / 1000.0
+        delay = total_delay(hits, self.rng)
         errors = sorted((r for r in hits if r.kind != "delay"), key=lambda r: r.id)
         return (errors[0] if errors else None), delay
 

@@ -8,20 +8,15 @@ the fault's ``expires_at``, so a fault whose revert never arrives still ends on 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from pydantic import Field, field_validator
 
-from injectors.base import (
-    FieldError,
-    InjectionContext,
-    InjectionError,
-    Injector,
-    InvalidParams,
-    Params,
-)
-from injectors.http.proxy import HttpProxyManager, HttpRule
-from injectors.network.proxy import ProxyError, proxy_key
+from injectors.base import FieldError, InjectionContext, InvalidParams, Params
+from injectors.http.proxy import HttpRule
+from injectors.listener import describe
+from injectors.network.proxy import proxy_key
+from injectors.rule_faults import RuleFaultInjector
 
 __all__ = ["AbortInjector", "AbortParams", "DelayInjector", "DelayParams"]
 
@@ -96,11 +91,14 @@ def _which_requests(params: dict[str, Any]) -> str:
     return f"{subject} whose {' and whose '.join(conditions)}" if conditions else subject
 
 
-class _HttpFaultInjector(Injector):
-    """Shared plumbing: target checks, rule lifecycle and the dry-run sentence frame."""
+class _HttpFaultInjector(RuleFaultInjector):
+    """Target checks and the dry-run sentence frame of the HTTP proxy faults."""
 
     family = "http"
-    kind: ClassVar[str]
+    runtime_attr = "http_proxies"
+    manager_label = "an HttpProxyManager"
+    rule_class = HttpRule
+    rule_label = "HTTP rule"
 
     def check_target(self, params: dict[str, Any], target_config: dict[str, Any]) -> None:
         proxies = target_config.get("http_proxies") or {}
@@ -112,8 +110,17 @@ class _HttpFaultInjector(Injector):
             reason = f"unknown HTTP proxy {params['proxy']!r}; the target defines: {known}"
             raise InvalidParams([FieldError("proxy", reason)])
 
-    def rule_fields(self, params: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
+    def match_fields(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "method": params["method"],
+            "path": params["path"],
+            "headers": tuple(sorted(params["headers"].items())),
+        }
+
+    def listener(self, params: dict[str, Any], ctx: InjectionContext) -> tuple[str, dict, str]:
+        name = params["proxy"]
+        spec = ctx.target_config["http_proxies"][name]
+        return proxy_key(ctx.target_name, name), spec, f"HTTP proxy {name!r}"
 
     def effect(self, params: dict[str, Any]) -> str:
         raise NotImplementedError
@@ -121,61 +128,12 @@ class _HttpFaultInjector(Injector):
     def dry_run(self, params: dict[str, Any], ctx: InjectionContext) -> str:
         params = self.validate(params)
         name = params["proxy"]
-        spec = (ctx.target_config.get("http_proxies") or {}).get(name)
-        where = (
-            f"({spec.get('listen')} → {spec.get('upstream')})"
-            if isinstance(spec, dict)
-            else "(not defined on the target)"
-        )
+        where = describe((ctx.target_config.get("http_proxies") or {}).get(name))
         until = datetime.fromtimestamp(ctx.expires_at, UTC).strftime("%H:%M:%S UTC")
         return (
             f"{self.effect(params)} for {_num(ctx.intensity * 100)}% of "
             f"{_which_requests(params)} on HTTP proxy {name!r} {where} until {until}"
         )
-
-    def inject(self, params: dict[str, Any], ctx: InjectionContext) -> dict[str, Any]:
-        params = self.validate(params, ctx.target_config)
-        manager = self._manager(ctx)
-        name = params["proxy"]
-        spec = ctx.target_config["http_proxies"][name]
-        try:
-            rule = HttpRule(
-                id=f"fault-{ctx.fault_id}",
-                kind=self.kind,  # type: ignore[arg-type]
-                share=ctx.intensity,
-                expires_at=ctx.expires_at,
-                method=params["method"],
-                path=params["path"],
-                headers=tuple(sorted(params["headers"].items())),
-                **self.rule_fields(params),
-            )
-        except ValueError as exc:
-            raise InjectionError(f"cannot build the HTTP rule: {exc}") from None
-        key = proxy_key(ctx.target_name, name)
-        try:
-            manager.ensure_proxy(key, spec["listen"], spec["upstream"])
-            manager.set_rule(key, rule)
-        except KeyError as exc:
-            raise InjectionError(f"HTTP proxy {name!r} in the target config lacks {exc}") from None
-        except ProxyError:
-            raise
-        except Exception as exc:  # a timeout or loop failure: surface it as a fault error
-            raise InjectionError(f"could not apply the rule on HTTP proxy {name!r}: {exc}") from exc
-        return {"proxy": key, "rule_id": rule.id}
-
-    def revert(self, handle: dict[str, Any], ctx: InjectionContext) -> None:
-        # Idempotent, and fine when the proxy is gone (the rule died with it).
-        self._manager(ctx).remove_rule(handle["proxy"], handle["rule_id"])
-
-    @staticmethod
-    def _manager(ctx: InjectionContext) -> HttpProxyManager:
-        manager = getattr(ctx.runtime, "http_proxies", None)
-        if manager is None:
-            raise InjectionError(
-                "HTTP faults run inside the target's agent: ctx.runtime.http_proxies "
-                "(an HttpProxyManager) is missing"
-            )
-        return manager
 
 
 class AbortInjector(_HttpFaultInjector):

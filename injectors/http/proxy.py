@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import http
 import random
 import socket
@@ -38,6 +37,7 @@ from fnmatch import fnmatchcase
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from injectors.listener import RuleListener, listen_error, total_delay
 from injectors.network.proxy import ProxyError, ProxyManager, parse_address, proxy_key
 
 __all__ = [
@@ -515,12 +515,23 @@ class _Exchange:
         self.up_reader = self.up_writer = None
 
 
-class HttpFaultProxy:
+class HttpFaultProxy(RuleListener[HttpRule]):
     """One listening HTTP proxy with its rules. Lives entirely on one event loop.
 
     Same surface as :class:`~injectors.network.proxy.FaultProxy`, so the generic
     :class:`ProxyManager` can host it.
     """
+
+    STATS = (
+        "connections_total",
+        "connections_active",
+        "requests_total",
+        "requests_aborted",
+        "requests_dropped",
+        "requests_delayed",
+        "responses_forwarded",
+        "upstream_errors",
+    )
 
     def __init__(
         self,
@@ -529,24 +540,9 @@ class HttpFaultProxy:
         upstream: tuple[str, int],
         rng: random.Random | None = None,
     ) -> None:
-        self.name = name
-        self.listen = listen
-        self.upstream = upstream
-        self.rng = rng or random.Random()
-        self.bound: tuple[str, int] | None = None
-        self._rules: dict[str, HttpRule] = {}
+        super().__init__(name, listen, upstream, rng)
         self._server: asyncio.Server | None = None
         self._exchanges: set[_Exchange] = set()
-        self.stats: dict[str, int] = {
-            "connections_total": 0,
-            "connections_active": 0,
-            "requests_total": 0,
-            "requests_aborted": 0,
-            "requests_dropped": 0,
-            "requests_delayed": 0,
-            "responses_forwarded": 0,
-            "upstream_errors": 0,
-        }
 
     async def start(self) -> tuple[str, int]:
         host, port = self.listen
@@ -555,10 +551,7 @@ class HttpFaultProxy:
                 self._accept, host, port, reuse_address=True, backlog=1024, limit=HEAD_LIMIT
             )
         except OSError as exc:
-            reason = "address already in use" if exc.errno == errno.EADDRINUSE else str(exc)
-            raise ProxyError(
-                f"HTTP proxy {self.name!r} cannot listen on {host}:{port}: {reason}"
-            ) from None
+            raise listen_error("HTTP proxy", self.name, self.listen, exc) from None
         self.bound = self._server.sockets[0].getsockname()[:2]
         return self.bound
 
@@ -590,18 +583,6 @@ class HttpFaultProxy:
 
     # --- rules -------------------------------------------------------------------------
 
-    def set_rule(self, rule: HttpRule) -> None:
-        self._rules[rule.id] = rule
-
-    def remove_rule(self, rule_id: str) -> bool:
-        return self._rules.pop(rule_id, None) is not None
-
-    def rules(self) -> list[HttpRule]:
-        now = time.time()
-        for rule_id in [k for k, r in self._rules.items() if r.expires_at <= now]:
-            del self._rules[rule_id]
-        return list(self._rules.values())
-
     def decide(self, head: _Head) -> tuple[HttpRule | None, float]:
         """The abort that hits this request (if any) and the total delay in seconds.
 
@@ -613,11 +594,7 @@ class HttpFaultProxy:
         u = self.rng.random()
         now = time.time()
         hits = [r for r in self.rules() if u < r.share and r.matches(head, now)]
-        delay = 0.0
-        for r in hits:
-            if r.kind == "delay":
-                jitter = self.rng.uniform(-r.jitter_ms, r.jitter_ms) if r.jitter_ms else 0.0
-                delay += max(0.0, r.delay_ms + jitter) / 1000.0
+        delay = total_delay(hits, self.rng)
         aborts = sorted((r for r in hits if r.kind == "abort"), key=lambda r: (not r.drop, r.id))
         return (aborts[0] if aborts else None), delay
 

@@ -8,19 +8,14 @@ carries the fault's ``expires_at``, a fault whose revert never arrives still end
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from injectors.base import (
-    FieldError,
-    InjectionContext,
-    InjectionError,
-    Injector,
-    InvalidParams,
-    Params,
-)
-from injectors.network.proxy import ProxyError, ProxyManager, ProxyRule, proxy_key
+from injectors.base import FieldError, InjectionContext, InvalidParams, Params
+from injectors.listener import describe
+from injectors.network.proxy import ProxyRule, proxy_key
+from injectors.rule_faults import RuleFaultInjector
 
 __all__ = [
     "BandwidthInjector",
@@ -116,11 +111,14 @@ def _traffic(direction: str) -> str:
     return "traffic in both directions" if direction == "both" else f"{direction} traffic"
 
 
-class _ProxyFaultInjector(Injector):
-    """Shared plumbing: target checks, rule lifecycle and the dry-run sentence frame."""
+class _ProxyFaultInjector(RuleFaultInjector):
+    """Target checks and the dry-run sentence frame of the TCP proxy faults."""
 
     family = "network"
-    kind: ClassVar[str]
+    runtime_attr = "proxies"
+    manager_label = "a ProxyManager"
+    rule_class = ProxyRule
+    rule_label = "proxy rule"
 
     def check_target(self, params: dict[str, Any], target_config: dict[str, Any]) -> None:
         proxies = target_config.get("proxies") or {}
@@ -133,9 +131,13 @@ class _ProxyFaultInjector(Injector):
             reason = f"unknown proxy {params['proxy']!r}; the target defines: {known}"
             raise InvalidParams([FieldError("proxy", reason)])
 
-    def rule_fields(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Kind-specific ProxyRule fields taken from the params."""
-        return {}
+    def match_fields(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"direction": params.get("direction", "both")}
+
+    def listener(self, params: dict[str, Any], ctx: InjectionContext) -> tuple[str, dict, str]:
+        name = params["proxy"]
+        spec = ctx.target_config["proxies"][name]
+        return proxy_key(ctx.target_name, name), spec, f"proxy {name!r}"
 
     def effect(self, params: dict[str, Any]) -> str:
         """The verb phrase of the dry-run sentence, e.g. "add 300 ms latency to …"."""
@@ -144,60 +146,12 @@ class _ProxyFaultInjector(Injector):
     def dry_run(self, params: dict[str, Any], ctx: InjectionContext) -> str:
         params = self.validate(params)
         name = params["proxy"]
-        spec = (ctx.target_config.get("proxies") or {}).get(name)
-        where = (
-            f"({spec.get('listen')} → {spec.get('upstream')})"
-            if isinstance(spec, dict)
-            else "(not defined on the target)"
-        )
+        where = describe((ctx.target_config.get("proxies") or {}).get(name))
         until = datetime.fromtimestamp(ctx.expires_at, UTC).strftime("%H:%M:%S UTC")
         return (
             f"{self.effect(params)} on proxy {name!r} {where} "
             f"for {_num(ctx.intensity * 100)}% of connections until {until}"
         )
-
-    def inject(self, params: dict[str, Any], ctx: InjectionContext) -> dict[str, Any]:
-        params = self.validate(params, ctx.target_config)
-        manager = self._manager(ctx)
-        name = params["proxy"]
-        spec = ctx.target_config["proxies"][name]
-        try:
-            rule = ProxyRule(
-                id=f"fault-{ctx.fault_id}",
-                kind=self.kind,  # type: ignore[arg-type]
-                share=ctx.intensity,
-                expires_at=ctx.expires_at,
-                direction=params.get("direction", "both"),
-                **self.rule_fields(params),
-            )
-        except ValueError as exc:
-            raise InjectionError(f"cannot build the proxy rule: {exc}") from None
-        key = proxy_key(ctx.target_name, name)
-        try:
-            manager.ensure_proxy(key, spec["listen"], spec["upstream"])
-            manager.set_rule(key, rule)
-        except KeyError as exc:
-            raise InjectionError(f"proxy {name!r} in the target config lacks {exc}") from None
-        except ProxyError:
-            raise
-        except Exception as exc:  # a timeout or loop failure: surface it as a fault error
-            raise InjectionError(f"could not apply the rule on proxy {name!r}: {exc}") from exc
-        return {"proxy": key, "rule_id": rule.id}
-
-    def revert(self, handle: dict[str, Any], ctx: InjectionContext) -> None:
-        # remove_rule is idempotent and tolerates a missing proxy (e.g. after an agent
-        # restart, when the rule died with the old process anyway).
-        self._manager(ctx).remove_rule(handle["proxy"], handle["rule_id"])
-
-    @staticmethod
-    def _manager(ctx: InjectionContext) -> ProxyManager:
-        manager = getattr(ctx.runtime, "proxies", None)
-        if manager is None:
-            raise InjectionError(
-                "network faults run inside the target's agent: ctx.runtime.proxies "
-                "(a ProxyManager) is missing"
-            )
-        return manager
 
 
 class LatencyInjector(_ProxyFaultInjector):

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import random
 import socket
 import struct
@@ -36,7 +35,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from injectors.base import InjectionError
+from injectors.listener import ProxyError, RuleListener, listen_error
 
 __all__ = ["FaultProxy", "ProxyError", "ProxyManager", "ProxyRule", "parse_address", "proxy_key"]
 
@@ -69,10 +68,6 @@ CALL_TIMEOUT = 10.0
 #: Queue marker: the direction ends without forwarding EOF (a blackhole swallowed it).
 _END_SILENTLY = b"<end silently>"
 T = TypeVar("T")
-
-
-class ProxyError(InjectionError):
-    """A proxy could not be created or found; the message says which and why."""
 
 
 @dataclass(frozen=True)
@@ -402,8 +397,20 @@ class _Connection:
             self.task.cancel()
 
 
-class FaultProxy:
+class FaultProxy(RuleListener[ProxyRule]):
     """One listening TCP proxy with its rules. Lives entirely on one event loop."""
+
+    STATS = (
+        "connections_total",
+        "connections_active",
+        "connections_reset",
+        "connections_closed_by_fault",
+        "connections_refused",
+        "upstream_errors",
+        "bytes_upstream",
+        "bytes_downstream",
+        "bytes_dropped",
+    )
 
     def __init__(
         self,
@@ -412,25 +419,9 @@ class FaultProxy:
         upstream: tuple[str, int],
         rng: random.Random | None = None,
     ) -> None:
-        self.name = name
-        self.listen = listen
-        self.upstream = upstream
-        self.rng = rng or random.Random()
-        self.bound: tuple[str, int] | None = None
-        self._rules: dict[str, ProxyRule] = {}
+        super().__init__(name, listen, upstream, rng)
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
-        self.stats: dict[str, int] = {
-            "connections_total": 0,
-            "connections_active": 0,
-            "connections_reset": 0,
-            "connections_closed_by_fault": 0,
-            "connections_refused": 0,
-            "upstream_errors": 0,
-            "bytes_upstream": 0,
-            "bytes_downstream": 0,
-            "bytes_dropped": 0,
-        }
 
     async def start(self) -> tuple[str, int]:
         host, port = self.listen
@@ -441,10 +432,7 @@ class FaultProxy:
                 self._accept, host, port, reuse_address=True, backlog=1024
             )
         except OSError as exc:
-            reason = "address already in use" if exc.errno == errno.EADDRINUSE else str(exc)
-            raise ProxyError(
-                f"proxy {self.name!r} cannot listen on {host}:{port}: {reason}"
-            ) from None
+            raise listen_error("proxy", self.name, self.listen, exc) from None
         self.bound = self._server.sockets[0].getsockname()[:2]
         return self.bound
 
@@ -476,34 +464,17 @@ class FaultProxy:
 
     # --- rules -------------------------------------------------------------------------
 
-    def set_rule(self, rule: ProxyRule) -> None:
-        self._rules[rule.id] = rule
-        self._notify()
-
-    def remove_rule(self, rule_id: str) -> bool:
-        found = self._rules.pop(rule_id, None) is not None
-        if found:
-            self._notify()
-        return found
-
-    def rules(self) -> list[ProxyRule]:
-        self._purge(time.time())
-        return list(self._rules.values())
-
-    def _notify(self) -> None:
+    def rules_changed(self) -> None:
+        # Connections wait on their event to re-read the rules (a reset, a new latency).
         for conn in self._connections:
             conn.rules_changed.set()
-
-    def _purge(self, now: float) -> None:
-        for rule_id in [k for k, r in self._rules.items() if r.expires_at <= now]:
-            del self._rules[rule_id]
 
     def active_rules(self, u: float, direction: str | None) -> list[ProxyRule]:
         """Rules hitting a connection with draw ``u``; ``direction=None`` means any."""
         if not self._rules:
             return []
         now = time.time()
-        self._purge(now)
+        self.purge(now)
         if direction is None:
             return [r for r in self._rules.values() if u < r.share]
         return [r for r in self._rules.values() if r.applies(u, direction, now)]
