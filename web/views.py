@@ -92,7 +92,6 @@ def _live_context() -> dict[str, Any]:
         "faults": ActiveFault.objects.filter(state__in=FaultState.open()).select_related(
             "target", "run"
         ),
-        "kill_switch": KillSwitch.get(),
     }
 
 
@@ -102,7 +101,12 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     recent = (
         Run.objects.exclude(verdict="").select_related("experiment__target").order_by("-id")[:10]
     )
-    context = {**_live_context(), "recent": recent, "can": _can(request)}
+    context = {
+        **_live_context(),
+        "kill_switch": KillSwitch.get(),
+        "recent": recent,
+        "can": _can(request),
+    }
     return render(request, "web/dashboard.html", context)
 
 

@@ -189,7 +189,9 @@ def test_the_dashboard_shows_running_runs_with_their_phase_and_open_faults(viewe
     )
     html = viewer_web.get(reverse("web:dashboard-live")).content.decode()
     assert "phase-baseline" in html and experiment.name in html
-    assert "released" in html
+    assert "kill-switch" not in html  # not polled: a reason being typed would be wiped
+    page = viewer_web.get(reverse("web:dashboard")).content.decode()
+    assert 'id="kill-switch-state">released' in page and "phase-baseline" in page
 
 
 def test_the_kill_switch_is_engaged_by_operators_and_released_by_admins(operator_web, admin_web):
