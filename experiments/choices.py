@@ -12,6 +12,7 @@ class Environment(models.TextChoices):
 
 
 class RunStatus(models.TextChoices):
+    AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
     QUEUED = "queued", "Queued"
     PREFLIGHT = "preflight", "Preflight"
     BASELINE = "baseline", "Baseline"

@@ -121,7 +121,7 @@ class Run(models.Model):
     experiment_version = models.PositiveIntegerField()
     spec = models.JSONField()
     status = models.CharField(
-        max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True
+        max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True
     )
     status_reason = models.TextField(blank=True)
     verdict = models.CharField(max_length=16, choices=Verdict.choices, blank=True)
@@ -134,6 +134,14 @@ class Run(models.Model):
     started_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="approved_runs",
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     abort_requested_at = models.DateTimeField(null=True, blank=True)
@@ -165,7 +173,7 @@ class RunEvent(models.Model):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     kind = models.CharField(max_length=20, choices=EventKind.choices)
-    phase = models.CharField(max_length=16, choices=RunStatus.choices)
+    phase = models.CharField(max_length=20, choices=RunStatus.choices)
     message = models.TextField()
     data = models.JSONField(default=dict, blank=True)
 

@@ -20,7 +20,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from experiments.services.runs import KillSwitchEngaged, RunNotAbortable
+from experiments.services.runs import KillSwitchEngaged, RunNotAbortable, RunNotAwaitingApproval
 from experiments.spec import SpecError
 
 __all__ = [
@@ -87,7 +87,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, ValidationError):
         errors = flatten_errors(exc.detail)
         return error_response(_summary(errors), errors)
-    if isinstance(exc, KillSwitchEngaged | RunNotAbortable):
+    if isinstance(exc, KillSwitchEngaged | RunNotAbortable | RunNotAwaitingApproval):
         return error_response(str(exc), status_code=status.HTTP_409_CONFLICT)
     if isinstance(exc, ProtectedError):
         return error_response(_protected_detail(exc), status_code=status.HTTP_409_CONFLICT)

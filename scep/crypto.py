@@ -62,8 +62,7 @@ def _crypto() -> Any:
         import cryptography.hazmat.primitives.kdf.hkdf
     except ImportError:  # pragma: no cover - depends on the installation
         raise ImproperlyConfigured(
-            "stored secrets need the 'cryptography' package: pip install "
-            "'cryptography>=42'"
+            "stored secrets need the 'cryptography' package: pip install 'cryptography>=42'"
         ) from None
     return cryptography
 

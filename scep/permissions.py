@@ -1,7 +1,9 @@
 """Roles and the one permission class of the API.
 
-SCEP has three roles, held as Django groups: ``viewer`` < ``operator`` < ``admin``. Each
-role includes everything below it, and a superuser is always ``admin``. Rather than
+SCEP has four roles, held as Django groups: ``viewer`` < ``operator`` < ``approver`` <
+``admin``. Each role includes everything below it, and a superuser is always ``admin``.
+``approver`` adds one right to an operator's: approving another user's run where the
+environment's policy asks for it (docs/governance.md). Rather than
 scattering role checks through view code, every view *declares* the minimum role per
 action in a ``required_roles`` mapping, so the whole access matrix of a viewset can be
 read in one place (and tested as a table)::
@@ -24,6 +26,7 @@ from rest_framework.request import Request
 
 __all__ = [
     "ADMIN",
+    "APPROVER",
     "OPERATOR",
     "ROLES",
     "VIEWER",
@@ -36,10 +39,11 @@ __all__ = [
 
 VIEWER = "viewer"
 OPERATOR = "operator"
+APPROVER = "approver"
 ADMIN = "admin"
 
 #: Lowest to highest; a role grants everything granted to the roles before it.
-ROLES: tuple[str, ...] = (VIEWER, OPERATOR, ADMIN)
+ROLES: tuple[str, ...] = (VIEWER, OPERATOR, APPROVER, ADMIN)
 _RANK = {role: rank for rank, role in enumerate(ROLES)}
 
 

@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "campaigns",
     "observability",
     "notifications",
+    "governance",
     "django_prometheus",
     "django_htmx",
     "web",

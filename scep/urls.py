@@ -13,6 +13,7 @@ api_v1 = [
     path("", include("injectors.api.urls")),
     path("", include("analysis.api.urls")),
     path("", include("notifications.api.urls")),
+    path("", include("governance.api.urls")),
     path("", include("campaigns.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),

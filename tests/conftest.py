@@ -17,7 +17,7 @@ from django.db.backends.signals import connection_created
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from scep.permissions import ADMIN, OPERATOR, VIEWER, ensure_roles
+from scep.permissions import ADMIN, APPROVER, OPERATOR, VIEWER, ensure_roles
 from tests.support.fixtures import (  # noqa: F401  (fixtures re-exported for every test)
     broker_dir,
     spawn,
@@ -108,6 +108,16 @@ def operator(roles: None, django_user_model: Any) -> Any:
 
 
 @pytest.fixture
+def approver(roles: None, django_user_model: Any) -> Any:
+    return _user(django_user_model, "april-approver", APPROVER)
+
+
+@pytest.fixture
+def approver_client(approver: Any) -> APIClient:
+    return _client(approver)
+
+
+@pytest.fixture
 def admin_user(roles: None, django_user_model: Any) -> Any:
     """An admin by group membership (not a superuser), to test the role itself."""
     return _user(django_user_model, "ada-admin", ADMIN)
@@ -144,6 +154,7 @@ def client_for(
     anon_client: APIClient,
     viewer_client: APIClient,
     operator_client: APIClient,
+    approver_client: APIClient,
     admin_client: APIClient,
 ) -> Callable[[str], APIClient]:
     """``client_for("operator")`` — for tests parametrized over roles."""
@@ -151,6 +162,7 @@ def client_for(
         "anonymous": anon_client,
         VIEWER: viewer_client,
         OPERATOR: operator_client,
+        APPROVER: approver_client,
         ADMIN: admin_client,
     }
     return clients.__getitem__

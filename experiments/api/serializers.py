@@ -306,6 +306,9 @@ class RunSerializer(serializers.ModelSerializer):
     started_by = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True
     )
+    approved_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Run
@@ -320,6 +323,8 @@ class RunSerializer(serializers.ModelSerializer):
             "verdict_confidence",
             "dry_run",
             "started_by",
+            "approved_by",
+            "approved_at",
             "created_at",
             "finished_at",
         )

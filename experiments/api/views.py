@@ -17,6 +17,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, renderers, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -30,7 +31,7 @@ from injectors.base import Injector
 from injectors.models import ActiveFault, Agent, FaultState
 from injectors.registry import get_injector, known_types
 from scep.api_params import parse_id
-from scep.permissions import ADMIN, OPERATOR, VIEWER
+from scep.permissions import ADMIN, APPROVER, OPERATOR, VIEWER
 
 SOURCE = AuditSource.API
 
@@ -220,7 +221,7 @@ class RunViewSet(
     """Runs are created by starting an experiment and end by themselves or by an abort."""
 
     queryset = Run.objects.select_related("experiment", "started_by")
-    required_roles = {**READ, "create": OPERATOR, "abort": OPERATOR}
+    required_roles = {**READ, "create": OPERATOR, "abort": OPERATOR, "approve": APPROVER}
 
     def get_serializer_class(self) -> type[serializers.Serializer]:
         if self.action == "list":
@@ -229,6 +230,8 @@ class RunViewSet(
             return s.CreateRunSerializer
         if self.action == "abort":
             return s.AbortRunSerializer
+        if self.action == "approve":
+            return serializers.Serializer
         return s.RunDetailSerializer
 
     def get_queryset(self) -> QuerySet:
@@ -268,6 +271,20 @@ class RunViewSet(
         ser = s.AbortRunSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         run = runs.abort_run(run, actor=request.user, source=SOURCE, **ser.validated_data)
+        return Response(s.RunDetailSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        summary="Approve a run held by its environment's policy (approver; not the requester)",
+        request=None,
+        responses={202: s.RunDetailSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def approve(self, request: Request, pk: str | None = None) -> Response:
+        run = self.get_object()
+        try:
+            run = runs.approve_run(run, actor=request.user, source=SOURCE)
+        except runs.ApprovalRefused as exc:
+            raise PermissionDenied(str(exc)) from None
         return Response(s.RunDetailSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 
 from experiments.choices import RunStatus
 from experiments.models import KillSwitch, Run, Target
 from experiments.spec import ExperimentSpec, SpecError, validate_spec
+from governance.services import PolicyViolation, enforce_policy
 from injectors.models import ActiveFault, FaultState
 from injectors.services import acts_on_host, agent_is_online
 
@@ -20,7 +23,10 @@ class PreflightError(Exception):
     """A safety rule refuses the run; the message names the rule."""
 
 
-def preflight(run: Run, spec: ExperimentSpec, target: Target) -> None:
+def preflight(
+    run: Run, spec: ExperimentSpec, target: Target, *, now: datetime | None = None
+) -> None:
+    """Raise PreflightError naming the first rule the run breaks; ``now`` for tests."""
     if KillSwitch.objects.filter(pk=1, engaged=True).exists():
         raise PreflightError("kill switch is engaged")
     if not target.allowed:
@@ -38,6 +44,15 @@ def preflight(run: Run, spec: ExperimentSpec, target: Target) -> None:
         )
     except SpecError as exc:
         raise PreflightError(f"spec no longer valid: {exc}") from None
+    try:  # the environment's safety policy (governance), dry runs included
+        enforce_policy(
+            spec,
+            target.environment,
+            approved=run.dry_run or run.approved_by_id is not None,
+            now=now,
+        )
+    except PolicyViolation as exc:
+        raise PreflightError(str(exc)) from None
     if run.dry_run:
         return
     if acts_on_host(spec.fault.type) and not agent_is_online(target.agent):

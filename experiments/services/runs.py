@@ -13,10 +13,13 @@ from experiments.choices import EventKind, RunStatus
 from experiments.models import Experiment, KillSwitch, Run, RunEvent
 
 __all__ = [
+    "ApprovalRefused",
     "KillSwitchEngaged",
     "RunNotAbortable",
+    "RunNotAwaitingApproval",
     "abort_run",
     "add_event",
+    "approve_run",
     "engage_kill_switch",
     "release_kill_switch",
     "start_run",
@@ -32,6 +35,14 @@ class KillSwitchEngaged(Exception):
 
 class RunNotAbortable(Exception):
     """The run already reached a terminal state."""
+
+
+class RunNotAwaitingApproval(Exception):
+    """Only a run in ``awaiting_approval`` can be approved."""
+
+
+class ApprovalRefused(Exception):
+    """This user may not approve this run (it is their own, or they lack the role)."""
 
 
 def add_event(
@@ -51,22 +62,40 @@ def add_event(
 
 
 def start_run(experiment: Experiment, *, actor: Any, source: str, dry_run: bool = False) -> Run:
-    """Create a queued run of the experiment's current version and enqueue it after commit."""
+    """Create a queued run of the experiment's current version and enqueue it after commit.
+
+    Where the environment's policy requires approval the run waits in
+    ``awaiting_approval`` instead, and is enqueued by :func:`approve_run`.
+    """
     from experiments import tasks
+    from governance.services import policy_for, requires_approval
 
     with transaction.atomic():
         if KillSwitch.get().engaged:
             raise KillSwitchEngaged(
                 "the kill switch is engaged: new runs are refused until released"
             )
+        environment = experiment.target.environment
+        held = requires_approval(environment, dry_run=dry_run)
         run = Run.objects.create(
             experiment=experiment,
             experiment_version=experiment.version,
             spec=experiment.spec,
             dry_run=dry_run,
             started_by=actor if getattr(actor, "pk", None) else None,
+            status=RunStatus.AWAITING_APPROVAL if held else RunStatus.QUEUED,
         )
-        add_event(run, EventKind.TRANSITION, "run queued", phase=RunStatus.QUEUED)
+        if held:
+            policy = policy_for(environment)
+            add_event(
+                run,
+                EventKind.TRANSITION,
+                f"awaiting approval: policy {policy.name!r} ({environment}) requires a "
+                "second user with the approver role",
+                phase=RunStatus.AWAITING_APPROVAL,
+            )
+        else:
+            add_event(run, EventKind.TRANSITION, "run queued", phase=RunStatus.QUEUED)
         record(
             actor=actor,
             action="run.start",
@@ -76,7 +105,47 @@ def start_run(experiment: Experiment, *, actor: Any, source: str, dry_run: bool 
                 "experiment": experiment.name,
                 "version": experiment.version,
                 "dry_run": dry_run,
+                "status": run.status,
             },
+        )
+        if not held:
+            transaction.on_commit(lambda: tasks.execute_run.delay(run.pk))
+    return run
+
+
+def approve_run(run: Run, *, actor: Any, source: str) -> Run:
+    """Approve a run held by its environment's policy and enqueue it.
+
+    The approver must hold the approver role (or admin) and must not be the user who
+    requested the run: the point is a second pair of eyes.
+    """
+    from experiments import tasks
+    from scep.permissions import APPROVER, has_role
+
+    if not has_role(actor, APPROVER):
+        raise ApprovalRefused("approving a run needs the 'approver' role")
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run.pk)
+        if run.status != RunStatus.AWAITING_APPROVAL:
+            raise RunNotAwaitingApproval(f"run {run.pk} is {run.status}, not awaiting approval")
+        if run.started_by_id is not None and run.started_by_id == getattr(actor, "pk", None):
+            raise ApprovalRefused("the requester of a run cannot approve it; ask a second user")
+        run.status = RunStatus.QUEUED
+        run.approved_by = actor
+        run.approved_at = timezone.now()
+        run.save(update_fields=["status", "approved_by", "approved_at"])
+        add_event(
+            run,
+            EventKind.TRANSITION,
+            f"approved by {actor.get_username()}; run queued",
+            phase=RunStatus.QUEUED,
+        )
+        record(
+            actor=actor,
+            action="run.approve",
+            source=source,
+            obj=run,
+            changes={"status": {"before": RunStatus.AWAITING_APPROVAL, "after": run.status}},
         )
         transaction.on_commit(lambda: tasks.execute_run.delay(run.pk))
     return run
@@ -95,7 +164,7 @@ def abort_run(run: Run, *, actor: Any, source: str, reason: str = "") -> Run:
         run.abort_requested_at = timezone.now()
         run.abort_reason = why
         fields = ["abort_requested_at", "abort_reason"]
-        if run.status == RunStatus.QUEUED:
+        if run.status in (RunStatus.QUEUED, RunStatus.AWAITING_APPROVAL):
             run.status = RunStatus.ABORTED
             run.status_reason = why
             run.finished_at = timezone.now()

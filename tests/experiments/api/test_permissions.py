@@ -17,11 +17,13 @@ from django.utils import timezone
 
 from analysis.models import Finding, Suggestion
 from campaigns.services import create_campaign, create_game_day, trigger_campaign
+from experiments.choices import RunStatus
 from experiments.models import Run, Target
 from experiments.services.runs import start_run
+from governance.models import Policy
 from injectors.models import ActiveFault, Agent
 from notifications.models import NotificationChannel, NotificationDelivery
-from scep.permissions import ADMIN, OPERATOR, ROLES, VIEWER
+from scep.permissions import ADMIN, APPROVER, OPERATOR, ROLES, VIEWER
 from tests.conftest import VALID_SPEC
 
 CALLERS = ("anonymous", *ROLES)
@@ -122,6 +124,28 @@ MATRIX: list[tuple[str, str, str, Any, str | None, int]] = [
     ("runs-detail", "get", "/api/v1/runs/{run}/", None, VIEWER, 200),
     ("runs-create", "post", "/api/v1/runs/", {"experiment": "latency-demo"}, OPERATOR, 201),
     ("runs-abort", "post", "/api/v1/runs/{run}/abort/", {"reason": "drill"}, OPERATOR, 202),
+    ("runs-approve", "post", "/api/v1/runs/{waiting_run}/approve/", {}, APPROVER, 202),
+    # safety policies
+    ("policies-list", "get", "/api/v1/policies/", None, VIEWER, 200),
+    ("policies-detail", "get", "/api/v1/policies/{policy}/", None, VIEWER, 200),
+    (
+        "policies-create",
+        "post",
+        "/api/v1/policies/",
+        {"name": "dev", "environment": "development"},
+        ADMIN,
+        201,
+    ),
+    ("policies-patch", "patch", "/api/v1/policies/{policy}/", {"max_intensity": 0.5}, ADMIN, 200),
+    (
+        "policies-update",
+        "put",
+        "/api/v1/policies/{policy}/",
+        {"name": "prod", "environment": "production", "requires_approval": True},
+        ADMIN,
+        200,
+    ),
+    ("policies-delete", "delete", "/api/v1/policies/{policy}/", None, ADMIN, 204),
     # kill switch
     ("kill-switch-state", "get", "/api/v1/kill-switch/", None, VIEWER, 200),
     ("kill-switch-engage", "post", "/api/v1/kill-switch/engage/", {"reason": "x"}, OPERATOR, 200),
@@ -319,6 +343,13 @@ def world(target: Target, make_target: Any, make_experiment: Any) -> dict[str, i
     experiment = make_experiment()
     spare_experiment = make_experiment(name="spare-experiment")
     run: Run = start_run(experiment, actor=None, source="system")
+    waiting_run = Run.objects.create(
+        experiment=experiment,
+        experiment_version=1,
+        spec=experiment.spec,
+        status=RunStatus.AWAITING_APPROVAL,
+    )
+    policy = Policy.objects.create(name="prod", environment="production")
     fault = ActiveFault.objects.create(
         run=run,
         target=target,
@@ -370,6 +401,8 @@ def world(target: Target, make_target: Any, make_experiment: Any) -> dict[str, i
         "experiment": experiment.pk,
         "spare_experiment": spare_experiment.pk,
         "run": run.pk,
+        "waiting_run": waiting_run.pk,
+        "policy": policy.pk,
         "fault": fault.pk,
         "agent": agent.pk,
         "audit": AuditEntry.objects.latest("id").pk,

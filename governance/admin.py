@@ -1,0 +1,59 @@
+"""Policies in the admin: edited through the same service (validated, audited)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.http import HttpRequest
+
+from audit.models import AuditSource
+from governance import services
+from governance.models import Policy
+
+FIELDS = (
+    "name",
+    "environment",
+    "enabled",
+    "allowed_families",
+    "max_intensity",
+    "max_duration_s",
+    "time_windows",
+    "timezone",
+    "blackouts",
+    "requires_approval",
+)
+
+
+class PolicyForm(forms.ModelForm):
+    class Meta:
+        model = Policy
+        fields = FIELDS
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        for path, reasons in services.policy_field_errors(data).items():
+            field = path.split("[", 1)[0]
+            self.add_error(field if field in self.fields else None, f"{path}: {reasons[0]}")
+        return data
+
+
+@admin.register(Policy)
+class PolicyAdmin(admin.ModelAdmin):
+    form = PolicyForm
+    list_display = ("name", "environment", "enabled", "requires_approval", "updated_at")
+    list_filter = ("environment", "enabled", "requires_approval")
+
+    def save_model(self, request: HttpRequest, obj: Policy, form: Any, change: bool) -> None:
+        stored = Policy.objects.get(pk=obj.pk) if change else None
+        data = {name: form.cleaned_data[name] for name in FIELDS}
+        saved = services.save_policy(stored, data, actor=request.user, source=AuditSource.ADMIN)
+        obj.pk = saved.pk
+
+    def delete_model(self, request: HttpRequest, obj: Policy) -> None:
+        services.delete_policy(obj, actor=request.user, source=AuditSource.ADMIN)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for policy in queryset:
+            services.delete_policy(policy, actor=request.user, source=AuditSource.ADMIN)
