@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,34 @@ def http_server(tmp_path: Path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def switch_broker(settings: Any, url: str) -> Callable[[], None]:
+    """Point this process's Celery app (and, through ``settings``, every process the
+    test spawns) at ``url``; returns the function that switches back."""
+    from kombu import pools
+
+    from scep.celery import app
+
+    keys = ("broker_url", "broker_transport", "broker_transport_options")
+    saved = {k: app.conf[k] for k in keys}
+
+    def reset() -> None:
+        pools.reset()
+        if app._pool is not None:
+            app._pool.force_close_all()
+            app._pool = None
+        app.amqp._producer_pool = None
+
+    settings.CELERY_BROKER_URL = url
+    app.conf.update(broker_url=url, broker_transport=None, broker_transport_options={})
+    reset()
+
+    def restore() -> None:
+        app.conf.update(saved)
+        reset()
+
+    return restore
 
 
 def placebo_spec(name: str, target: str, probe_url: str, **overrides: Any) -> dict[str, Any]:

@@ -21,7 +21,13 @@ from django.db import connection
 from analysis.models import MetricSeries
 from experiments.choices import RunStatus
 from injectors.models import ActiveFault, FaultState
-from tests.scale.conftest import assert_no_open_fault, services_pass, start, wait_status
+from tests.scale.conftest import (
+    assert_no_open_fault,
+    services_pass,
+    start,
+    switch_broker,
+    wait_status,
+)
 from tests.scale.private_services import PrivatePostgres, PrivateRedis, postgres_bin
 from tests.support.processes import ROOT, free_port, platform_env, round_trip_ms, wait_until
 
@@ -82,29 +88,13 @@ def test_an_agent_sigkilled_mid_fault_is_undone_and_the_run_says_why(
 @pytest.fixture
 def private_redis(tmp_path: Path, settings):
     """Point this process and every process it spawns at a redis-server of the test's own."""
-    from kombu import pools
-
-    from scep.celery import app
-
     redis = PrivateRedis(tmp_path / "redis")
     redis.start()
-    saved = {k: app.conf[k] for k in ("broker_url", "broker_transport", "broker_transport_options")}
-
-    def reset() -> None:
-        pools.reset()
-        if app._pool is not None:
-            app._pool.force_close_all()
-            app._pool = None
-        app.amqp._producer_pool = None
-
-    settings.CELERY_BROKER_URL = redis.url
-    app.conf.update(broker_url=redis.url, broker_transport=None, broker_transport_options={})
-    reset()
+    restore = switch_broker(settings, redis.url)
     try:
         yield redis
     finally:
-        app.conf.update(saved)
-        reset()
+        restore()
         redis.stop()
 
 
