@@ -5,10 +5,13 @@ Run: ``.venv/bin/python benchmarks/proxy_latency.py`` (loopback only, < 60 s).
 For 1, 10 and 100 concurrent persistent connections it measures request/response round
 trips three ways: straight to an echo server, through the proxy with no rule (the proxy's
 own overhead) and through the proxy with a 100 ms downstream latency rule (how far the
-added latency is from 100 ms). The echo server and the proxy run in their own processes,
-as they would in production, so the load generator does not steal their GIL. Every
-connection is opened and warmed by one untimed round trip before the clock starts, so the
-figures are steady-state round trips on persistent connections.
+added latency is from 100 ms). Then throughput: each connection streams 64 KiB chunks
+through the echo server and reads them back, straight and through the proxy (no rule),
+and the table gives MiB/s echoed and the proxy/direct ratio. The echo server and the
+proxy run in their own processes, as they would in production, so the load generator
+does not steal their GIL. Every connection is opened and warmed by one untimed round
+trip before the clock starts, so the figures are steady-state round trips on persistent
+connections.
 """
 
 from __future__ import annotations
@@ -102,6 +105,55 @@ async def _measure(port: int, concurrency: int, seconds: float) -> tuple[list[fl
     return samples, len(samples) / (time.perf_counter() - start)
 
 
+CHUNK = b"y" * 65536
+STREAM_SECONDS = 2.0
+
+
+async def _stream(port: int, go: asyncio.Event, ready: list[int], box: dict, got: list) -> None:
+    """Write chunks as fast as the peer takes them while reading the echo back."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    ready.append(1)
+    await go.wait()
+
+    async def pump() -> None:
+        while time.perf_counter() < box["until"]:
+            writer.write(CHUNK)
+            await writer.drain()
+            await asyncio.sleep(0)  # drain() does not yield while the socket takes it all
+
+    async def drain() -> None:
+        while time.perf_counter() < box["until"]:
+            data = await reader.read(262144)
+            if not data:
+                return
+            got.append(len(data))
+
+    try:
+        await asyncio.wait_for(asyncio.gather(pump(), drain()), STREAM_SECONDS + 5)
+    except (TimeoutError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+async def _throughput(port: int, concurrency: int) -> float:
+    """MiB/s echoed back over STREAM_SECONDS with ``concurrency`` streaming connections."""
+    got: list[int] = []
+    ready: list[int] = []
+    go = asyncio.Event()
+    box: dict[str, float] = {}
+    clients = [
+        asyncio.ensure_future(_stream(port, go, ready, box, got)) for _ in range(concurrency)
+    ]
+    while len(ready) < concurrency:
+        await asyncio.sleep(0.01)
+    start = time.perf_counter()
+    box["until"] = start + STREAM_SECONDS
+    go.set()
+    await asyncio.gather(*clients)
+    return sum(got) / 2**20 / (time.perf_counter() - start)
+
+
 def _pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -162,6 +214,14 @@ def main() -> None:
                 )
             spread = statistics.pstdev(slow) if len(slow) > 1 else 0.0
             print(f"{'':>5} (100 ms rule: stdev {spread:.2f} ms over {len(slow)} round trips)")
+        print()
+        header = f"{'conns':>5} {'direct MiB/s':>13} {'proxy MiB/s':>12}  proxy/direct"
+        print(header)
+        print("-" * len(header))
+        for conc in CONCURRENCY:
+            direct = asyncio.run(_throughput(echo_port, conc))
+            proxied = asyncio.run(_throughput(proxy_port, conc))
+            print(f"{conc:>5} {direct:>13.1f} {proxied:>12.1f}  x{proxied / direct:.2f}")
     finally:
         control.send("stop")
         proxy.join(5)
