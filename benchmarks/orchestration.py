@@ -1,10 +1,15 @@
-"""Orchestration latency: API start → fault active, abort → fault reverted, and a
-statistical stop condition's breach → fault reverted.
+"""Orchestration latency: API start → fault active, abort → fault reverted, a
+statistical stop condition's breach → fault reverted, and the kill switch with 50 active
+faults → all reverted.
 
 Runs N real experiments (real agent, real orchestrator worker, the demo service behind
 the fault proxy) on the configured database and broker — the embedded default unless
 DATABASE_URL / CELERY_BROKER_URL say otherwise — in a throwaway data folder, and prints
-percentiles. Usage: ``.venv/bin/python benchmarks/orchestration.py [--runs N]``.
+percentiles. Usage: ``.venv/bin/python benchmarks/orchestration.py [--runs N]
+[--kill-faults 50] [--kill-reps 5]``. For the kill switch, KILL_FAULTS placebo faults on
+as many targets are applied by the real agent (ledger rows with no run attached, so only
+the switch itself is timed), then the switch is engaged: time from engaging to the last
+ledger row reverted. Targets at p50: 100 ms, 200 ms and 1 s.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--stop-runs", type=int, default=5)
+    parser.add_argument("--kill-faults", type=int, default=50)
+    parser.add_argument("--kill-reps", type=int, default=5)
     args = parser.parse_args()
 
     var = tempfile.mkdtemp(prefix="scep-bench-")
@@ -126,6 +133,12 @@ def main() -> int:
         }  # fmt: skip
         stopper = create_experiment(stop_spec, actor="bench", source="system")
         breach_to_revert = [measure_stop(stopper, wait) for _ in range(args.stop_runs)]
+        kill_targets = [
+            create_target(actor="bench", source="system", name=f"kill-{i}", agent="bench",
+                          config={})
+            for i in range(args.kill_faults)
+        ]  # fmt: skip
+        kill_switch = [measure_kill_switch(kill_targets, wait) for _ in range(args.kill_reps)]
     finally:
         if services is not None:
             services.stop()
@@ -147,6 +160,7 @@ def main() -> int:
         ("start -> fault active", to_active),
         ("abort -> fault reverted", to_reverted),
         ("stop breach -> reverted", breach_to_revert),
+        (f"kill switch, {args.kill_faults} faults", kill_switch),
     )
     for name, values in rows:
         print(
@@ -174,6 +188,39 @@ def measure_stop(experiment, wait) -> float:
     wait(Run.objects.filter(pk=run.pk, status__in=RunStatus.terminal()).exists, timeout=60)
     event = RunEvent.objects.get(run=run, data__has_key="breach_to_revert_ms")
     return float(event.data["breach_to_revert_ms"])
+
+
+def measure_kill_switch(targets, wait) -> float:
+    """Apply one placebo fault per target through the agent, engage the kill switch:
+    ms from engaging to the last fault reverted."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from experiments.services.runs import engage_kill_switch, release_kill_switch
+    from injectors.models import ActiveFault, FaultState
+    from injectors.services import _send, open_fault
+
+    faults = [
+        open_fault(run=None, target=t, injector="control.placebo", params={}, intensity=1.0,
+                   expires_at=timezone.now() + timedelta(minutes=5), owner_worker="bench")
+        for t in targets
+    ]  # fmt: skip
+    for fault in faults:
+        _send("apply_fault", fault)
+    ids = [f.pk for f in faults]
+    active = ActiveFault.objects.filter(pk__in=ids, state=FaultState.ACTIVE)
+    wait(lambda: active.count() == len(ids), timeout=60)
+    engaged = timezone.now()
+    try:
+        counts = engage_kill_switch(actor="bench", source="system", reason="benchmark")
+        assert counts["reverted_faults"] == len(ids), counts
+        reverted = ActiveFault.objects.filter(pk__in=ids, state=FaultState.REVERTED)
+        wait(lambda: reverted.count() == len(ids), timeout=30)
+    finally:
+        release_kill_switch(actor="bench", source="system")
+    last = max(reverted.values_list("reverted_at", flat=True))
+    return (last - engaged).total_seconds() * 1000
 
 
 def measure_one(experiment, wait) -> tuple[float, float]:
