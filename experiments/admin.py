@@ -50,7 +50,7 @@ class TargetAdmin(admin.ModelAdmin):
     exclude = ("secrets",)
 
     def save_model(self, request: HttpRequest, obj: Target, form: Any, change: bool) -> None:
-        fields = {name: getattr(obj, name) for name in catalog.TARGET_FIELDS}
+        fields = {name: getattr(obj, name) for name in (*catalog.TARGET_FIELDS, "team")}
         if change:
             # ``obj`` already carries the new values; the service needs the stored row
             # to compute what changed for the audit entry.

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 
 from experiments.choices import Environment, EventKind, RunStatus, Verdict
+from governance.models import default_team_id
 from scep.crypto import resolve_reference
 from scep.fields import EncryptedJSONField
 
@@ -23,6 +24,13 @@ class Target(models.Model):
 
     name = models.SlugField(max_length=100, unique=True)
     description = models.TextField(blank=True)
+    team = models.ForeignKey(
+        "governance.Team",
+        on_delete=models.PROTECT,
+        related_name="targets",
+        default=default_team_id,
+        help_text="who owns it; users act only within their teams",
+    )
     environment = models.CharField(
         max_length=16, choices=Environment.choices, default=Environment.DEVELOPMENT
     )
@@ -76,6 +84,13 @@ class Experiment(models.Model):
     name = models.SlugField(max_length=100, unique=True)
     description = models.TextField(blank=True)
     target = models.ForeignKey(Target, on_delete=models.PROTECT, related_name="experiments")
+    team = models.ForeignKey(
+        "governance.Team",
+        on_delete=models.PROTECT,
+        related_name="experiments",
+        default=default_team_id,
+        help_text="always its target's team (set by the catalog service)",
+    )
     spec = models.JSONField()
     version = models.PositiveIntegerField(default=1)
     created_by = models.ForeignKey(

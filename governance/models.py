@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 from experiments.choices import Environment
@@ -50,3 +51,57 @@ class Policy(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.environment})"
+
+
+#: The team that rows created before teams existed (or without a team) belong to.
+DEFAULT_TEAM = "default"
+
+
+class Team(models.Model):
+    """A group of people owning targets and the experiments on them.
+
+    Users act within their teams only: they see a team's targets, experiments and runs
+    when they are members, and what they may do there is their membership's role.
+    """
+
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="TeamMembership", related_name="scep_teams", blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TeamMembership(models.Model):
+    """A user's role within one team (viewer, operator, approver or admin)."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(
+        max_length=16,
+        choices=[("viewer", "Viewer"), ("operator", "Operator"), ("approver", "Approver"),
+                 ("admin", "Admin")],
+    )  # fmt: skip
+
+    class Meta:
+        ordering = ["team", "user"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "user"], name="uniq_team_membership")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} as {self.role}"
+
+
+def default_team_id() -> int:
+    """Primary key of the default team, created on first use (a model field default)."""
+    team, _ = Team.objects.get_or_create(name=DEFAULT_TEAM)
+    return team.pk

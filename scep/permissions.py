@@ -110,9 +110,38 @@ class RolePermission(BasePermission):
         if not hasattr(view, request.method.lower()):
             return True  # no handler: let DRF answer 405 rather than a misleading 403
         minimum = required_role(view, request)
-        if has_role(user, minimum):
+        role = _coarse_role(user, view)
+        if role is not None and _RANK[role] >= _RANK[minimum]:
+            return True
+        self.message = f"This action needs the {minimum!r} role; you have {role or 'no role'!r}."
+        return False
+
+    def has_object_permission(self, request: Request, view: Any, obj: Any) -> bool:
+        """On team-scoped views, the role must be held in the object's own team."""
+        if not getattr(view, "team_scoped", False):
+            return True
+        from experiments.services.access import team_of, team_role
+
+        team = team_of(obj)
+        if team is None:
+            return True
+        minimum = required_role(view, request)
+        held = team_role(request.user, team)
+        if held is not None and _RANK[held] >= _RANK[minimum]:
             return True
         self.message = (
-            f"This action needs the {minimum!r} role; you have {user_role(user) or 'no role'!r}."
+            f"This action needs the {minimum!r} role in the object's team; "
+            f"you have {held or 'no role'!r} there."
         )
         return False
+
+
+def _coarse_role(user: Any, view: Any) -> str | None:
+    """Team-scoped views admit the user's highest role in any team (the object check and
+    the scoped querysets then confine them to their teams); platform-wide views (kill
+    switch, audit, policies, channels) only the global role."""
+    if getattr(view, "team_scoped", False):
+        from experiments.services.access import highest_role
+
+        return highest_role(user)
+    return user_role(user)

@@ -22,6 +22,7 @@ from analysis.exports import FORMATS, UnknownFormat, export_report, export_run
 from analysis.models import Finding, Suggestion
 from audit.models import AuditSource
 from experiments.models import Run, Target
+from experiments.services import access
 from scep.permissions import OPERATOR, VIEWER
 
 READ = {"list": VIEWER, "retrieve": VIEWER}
@@ -32,9 +33,10 @@ class FindingViewSet(viewsets.ReadOnlyModelViewSet):
 
     serializer_class = s.RunFindingSerializer
     required_roles = READ
+    team_scoped = True
 
     def get_queryset(self):
-        qs = Finding.objects.all()
+        qs = access.scope(Finding.objects.all(), self.request.user)
         for field in ("run", "kind", "severity", "metric"):
             if value := self.request.query_params.get(field):
                 qs = qs.filter(**{field: value})
@@ -46,9 +48,10 @@ class SuggestionViewSet(viewsets.ReadOnlyModelViewSet):
 
     serializer_class = s.SuggestionSerializer
     required_roles = {**READ, "accept": OPERATOR}
+    team_scoped = True
 
     def get_queryset(self):
-        qs = Suggestion.objects.select_related("experiment")
+        qs = access.scope(Suggestion.objects.select_related("experiment"), self.request.user)
         for field in ("run", "status", "kind"):
             if value := self.request.query_params.get(field):
                 qs = qs.filter(**{field: value})
@@ -79,6 +82,10 @@ class RunAnalysisViewSet(viewsets.GenericViewSet):
 
     queryset = Run.objects.select_related("experiment__target")
     required_roles = {"report": VIEWER, "recommendations": VIEWER}
+    team_scoped = True
+
+    def get_queryset(self):
+        return access.scope(super().get_queryset(), self.request.user)
 
     @extend_schema(
         parameters=[OpenApiParameter("export", str, enum=["json", "html"])],
@@ -130,6 +137,7 @@ class RunExportView(APIView):
 
     required_roles = {"GET": VIEWER}
     content_negotiation_class = FirstRendererNegotiation
+    team_scoped = True
 
     @extend_schema(
         operation_id="runs_export",
@@ -139,7 +147,8 @@ class RunExportView(APIView):
         responses={**_EXPORT_RESPONSES, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
     )
     def get(self, request: Request, pk: int, fmt: str) -> HttpResponse:
-        run = get_object_or_404(Run.objects.select_related("experiment__target"), pk=pk)
+        runs = access.scope(Run.objects.select_related("experiment__target"), request.user)
+        run = get_object_or_404(runs, pk=pk)
         try:
             export = export_run(run, fmt)
         except UnknownFormat as exc:
@@ -154,8 +163,9 @@ class TargetScoresViewSet(viewsets.GenericViewSet, mixins.RetrieveModelMixin):
 
     queryset = Target.objects.all()
     required_roles = {"retrieve": VIEWER}
+    team_scoped = True
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def retrieve(self, request: Request, pk: str | None = None) -> Response:
-        target = get_object_or_404(Target, pk=pk)
+        target = get_object_or_404(access.scope(Target.objects.all(), request.user), pk=pk)
         return Response(services.target_scores(target))

@@ -21,6 +21,7 @@ from analysis.models import Finding, MetricSeries
 from audit.models import AuditEntry
 from experiments.models import Experiment, ExperimentVersion, KillSwitch, Run, RunEvent, Target
 from experiments.spec import load_spec_text
+from governance.models import Team
 from injectors.models import ActiveFault, Agent
 from scep.api_params import parse_id
 
@@ -41,6 +42,12 @@ class TargetSerializer(serializers.ModelSerializer):
     secret_keys = serializers.SerializerMethodField(
         help_text="Names of the secrets set (e.g. postgres.dsn), never their values."
     )
+    team = serializers.SlugRelatedField(
+        slug_field="name",
+        queryset=Team.objects.all(),
+        required=False,
+        help_text="The owning team (default: the default team).",
+    )
 
     class Meta:
         model = Target
@@ -48,6 +55,7 @@ class TargetSerializer(serializers.ModelSerializer):
             "id",
             "name",
             "description",
+            "team",
             "environment",
             "allowed",
             "agent",
@@ -166,6 +174,7 @@ class SpecInputSerializer(serializers.Serializer):
 
 class ExperimentSerializer(serializers.ModelSerializer):
     target = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    team = serializers.SlugRelatedField(slug_field="name", read_only=True)
     created_by = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True
     )
@@ -178,6 +187,7 @@ class ExperimentSerializer(serializers.ModelSerializer):
             "name",
             "description",
             "target",
+            "team",
             "version",
             "versions",
             "spec",

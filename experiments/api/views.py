@@ -26,7 +26,8 @@ from audit.models import AuditEntry, AuditSource
 from experiments.api import serializers as s
 from experiments.choices import RunStatus, Verdict
 from experiments.models import Experiment, KillSwitch, Run, Target
-from experiments.services import catalog, runs
+from experiments.services import access, catalog, runs
+from governance.models import default_team_id
 from injectors.base import Injector
 from injectors.models import ActiveFault, Agent, FaultState
 from injectors.registry import get_injector, known_types
@@ -61,8 +62,9 @@ def _choice_filter(
 class TargetViewSet(viewsets.ModelViewSet):
     """Systems registered for experiments; only admins change them."""
 
-    queryset = Target.objects.all()
+    queryset = Target.objects.select_related("team")
     serializer_class = s.TargetSerializer
+    team_scoped = True
     required_roles = {
         **READ,
         "create": ADMIN,
@@ -71,12 +73,21 @@ class TargetViewSet(viewsets.ModelViewSet):
         "destroy": ADMIN,
     }
 
+    def get_queryset(self) -> QuerySet:
+        return access.scope(super().get_queryset(), self.request.user)
+
     def perform_create(self, serializer: s.TargetSerializer) -> None:
+        team = serializer.validated_data.get("team")
+        team_id = team.pk if team is not None else default_team_id()
+        access.require_team_role(self.request.user, team_id, ADMIN, what="register a target")
         serializer.instance = catalog.create_target(
             actor=self.request.user, source=SOURCE, **serializer.validated_data
         )
 
     def perform_update(self, serializer: s.TargetSerializer) -> None:
+        team = serializer.validated_data.get("team")
+        if team is not None and team.pk != serializer.instance.team_id:
+            access.require_team_role(self.request.user, team.pk, ADMIN, what="move a target there")
         serializer.instance = catalog.update_target(
             serializer.instance,
             actor=self.request.user,
@@ -117,6 +128,7 @@ class ExperimentViewSet(
 
     queryset = Experiment.objects.select_related("target", "created_by")
     serializer_class = s.ExperimentSerializer
+    team_scoped = True
     required_roles = {
         **READ,
         "versions": VIEWER,
@@ -136,7 +148,20 @@ class ExperimentViewSet(
             context={**self.get_serializer_context(), **context},
         )
         ser.is_valid(raise_exception=True)
+        self._require_target_team(ser.spec_data)
         return ser.spec_data
+
+    def _require_target_team(self, spec_data: dict[str, Any]) -> None:
+        """Experiments go where their target is: the operator role is needed *there*."""
+        name = spec_data.get("target") if isinstance(spec_data, dict) else None
+        team_id = Target.objects.filter(name=name).values_list("team_id", flat=True).first()
+        if isinstance(name, str) and team_id is not None:
+            access.require_team_role(
+                self.request.user, team_id, OPERATOR, what=f"experiment on target {name!r}"
+            )
+
+    def get_queryset(self) -> QuerySet:
+        return access.scope(super().get_queryset(), self.request.user)
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         experiment = catalog.create_experiment(
@@ -221,6 +246,7 @@ class RunViewSet(
     """Runs are created by starting an experiment and end by themselves or by an abort."""
 
     queryset = Run.objects.select_related("experiment", "started_by")
+    team_scoped = True
     required_roles = {**READ, "create": OPERATOR, "abort": OPERATOR, "approve": APPROVER}
 
     def get_serializer_class(self) -> type[serializers.Serializer]:
@@ -235,7 +261,7 @@ class RunViewSet(
         return s.RunDetailSerializer
 
     def get_queryset(self) -> QuerySet:
-        queryset = super().get_queryset()
+        queryset = access.scope(super().get_queryset(), self.request.user)
         if self.action != "list":
             return queryset.prefetch_related("events", "findings", "faults__target")
         queryset = _choice_filter(queryset, self.request, "status", "status", RunStatus.values)
@@ -252,6 +278,10 @@ class RunViewSet(
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         ser = s.CreateRunSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
+        experiment = ser.validated_data["experiment"]
+        access.require_team_role(
+            request.user, experiment.team_id, OPERATOR, what=f"run {experiment.name!r}"
+        )
         run = runs.start_run(
             ser.validated_data["experiment"],
             actor=request.user,
@@ -339,9 +369,10 @@ class FaultViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = ActiveFault.objects.select_related("target")
     serializer_class = s.FaultSerializer
     required_roles = READ
+    team_scoped = True
 
     def get_queryset(self) -> QuerySet:
-        queryset = super().get_queryset()
+        queryset = access.scope(super().get_queryset(), self.request.user)
         if self.action != "list":
             return queryset
         queryset = _choice_filter(queryset, self.request, "state", "state", FaultState.values)

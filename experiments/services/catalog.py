@@ -49,6 +49,7 @@ def _secrets_change(before: dict[str, Any], after: dict[str, Any]) -> dict[str, 
 def create_target(*, actor: Any, source: str, **fields: Any) -> Target:
     target = Target.objects.create(**fields)
     changes = {k: {"before": None, "after": getattr(target, k)} for k in TARGET_FIELDS}
+    changes["team"] = {"before": None, "after": target.team.name}
     if target.secrets:
         changes["secrets"] = _secrets_change({}, target.secrets)
     record(actor=actor, action="target.create", source=source, obj=target, changes=changes)
@@ -59,10 +60,15 @@ def create_target(*, actor: Any, source: str, **fields: Any) -> Target:
 def update_target(target: Target, *, actor: Any, source: str, **fields: Any) -> Target:
     before = {k: getattr(target, k) for k in TARGET_FIELDS}
     secrets_before = target.secrets
+    team_before = target.team
     for key, value in fields.items():
         setattr(target, key, value)
     target.save()
     changes = _diff(before, {k: getattr(target, k) for k in TARGET_FIELDS})
+    if target.team_id != team_before.pk:
+        changes["team"] = {"before": team_before.name, "after": target.team.name}
+        # Experiments follow their target into its new team.
+        target.experiments.update(team=target.team)
     if "secrets" in fields and fields["secrets"] != secrets_before:
         changes["secrets"] = _secrets_change(secrets_before, target.secrets)
     record(actor=actor, action="target.update", source=source, obj=target, changes=changes)
@@ -147,6 +153,7 @@ def create_experiment(spec_data: dict[str, Any] | str, *, actor: Any, source: st
         name=spec["name"],
         description=spec["description"],
         target=target,
+        team_id=target.team_id,
         spec=spec,
         version=1,
         created_by=user,
@@ -183,6 +190,7 @@ def update_experiment(
     experiment.name = spec["name"]
     experiment.description = spec["description"]
     experiment.target = target
+    experiment.team_id = target.team_id
     experiment.save()
     ExperimentVersion.objects.create(
         experiment=experiment, version=experiment.version, spec=spec, created_by=user

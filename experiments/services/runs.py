@@ -120,10 +120,12 @@ def approve_run(run: Run, *, actor: Any, source: str) -> Run:
     requested the run: the point is a second pair of eyes.
     """
     from experiments import tasks
-    from scep.permissions import APPROVER, has_role
+    from experiments.services.access import team_role
+    from scep.permissions import APPROVER, ROLES
 
-    if not has_role(actor, APPROVER):
-        raise ApprovalRefused("approving a run needs the 'approver' role")
+    held = team_role(actor, run.experiment.team_id)
+    if held is None or ROLES.index(held) < ROLES.index(APPROVER):
+        raise ApprovalRefused("approving a run needs the 'approver' role in its team")
     with transaction.atomic():
         run = Run.objects.select_for_update().get(pk=run.pk)
         if run.status != RunStatus.AWAITING_APPROVAL:

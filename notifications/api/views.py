@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from audit.models import AuditSource
 from audit.services import record
+from experiments.services import access
 from notifications.api.serializers import (
     NotificationChannelSerializer,
     NotificationDeliverySerializer,
@@ -20,7 +21,7 @@ from notifications.api.serializers import (
 from notifications.models import DeliveryStatus, Event, NotificationChannel, NotificationDelivery
 from notifications.services import send_test
 from scep.api_params import parse_id
-from scep.permissions import ADMIN, OPERATOR
+from scep.permissions import ADMIN, OPERATOR, VIEWER
 
 SOURCE = AuditSource.API
 _SECRET_FIELDS = ("url", "routing_key")
@@ -118,7 +119,11 @@ class NotificationDeliveryViewSet(viewsets.ReadOnlyModelViewSet):
     required_roles = {"list": OPERATOR, "retrieve": OPERATOR}
 
     def get_queryset(self) -> QuerySet:
+        # Deliveries of runs in other teams are not shown (test sends have no run).
         queryset = super().get_queryset()
+        teams = access.teams_with_role(self.request.user, VIEWER)
+        if teams is not None:
+            queryset = queryset.filter(Q(run__isnull=True) | Q(run__experiment__team__in=teams))
         if self.action != "list":
             return queryset
         params = self.request.query_params

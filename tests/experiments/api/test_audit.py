@@ -137,8 +137,11 @@ def test_admin_target_changes_are_audited_with_source_admin(
 
     boss = django_user_model.objects.create_superuser("boss", "boss@example.com", None)
     client.force_login(boss)
+    from governance.models import default_team_id
+
     form = {
         "name": "via-admin",
+        "team": str(default_team_id()),  # the admin form asks for the owning team
         "environment": "development",
         "agent": "local",
         "config": "{}",

@@ -1,0 +1,142 @@
+"""Who may see and do what, team by team: the one place every view asks.
+
+Targets belong to a team, experiments to their target's team, and everything under them
+(runs, faults, findings …) follows. A user's *team roles* are their memberships
+(``governance.TeamMembership``) plus, for the default team, the role their global role
+group gives them: before teams existed every role holder saw everything, and everything
+then lives in the default team, so nothing changes for them until teams are set up.
+Superusers are admins in every team.
+
+Views use :func:`scope` on every queryset (objects of other teams do not exist for the
+user: 404, not 403) and :func:`require_team_role` before a change; the web UI calls the
+same two functions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from rest_framework.exceptions import PermissionDenied
+
+from scep.permissions import ROLES, user_role
+
+__all__ = [
+    "TEAM_PATHS",
+    "require_team_role",
+    "scope",
+    "team_of",
+    "team_role",
+    "team_roles",
+    "teams_with_role",
+]
+
+_RANK = {role: rank for rank, role in enumerate(ROLES)}
+
+#: Lookup from a model to its team, for :func:`scope`.
+TEAM_PATHS: dict[str, str] = {
+    "experiments.target": "team",
+    "experiments.experiment": "team",
+    "experiments.run": "experiment__team",
+    "injectors.activefault": "target__team",
+    "analysis.finding": "run__experiment__team",
+    "analysis.suggestion": "run__experiment__team",
+    "notifications.notificationdelivery": "run__experiment__team",
+}
+
+
+def team_roles(user: Any) -> dict[int, str] | None:
+    """team id → the user's role there; None means every team as admin (superusers)."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return {}
+    if getattr(user, "is_superuser", False):
+        return None
+    cached = getattr(user, "_scep_team_roles", None)
+    if cached is not None:
+        return cached
+    from governance.models import TeamMembership, default_team_id
+
+    roles: dict[int, str] = {}
+    if getattr(user, "is_active", True):
+        for team_id, role in TeamMembership.objects.filter(user=user).values_list(
+            "team_id", "role"
+        ):
+            roles[team_id] = role
+        global_role = _global_role(user)
+        if global_role is not None:
+            default = default_team_id()
+            held = roles.get(default)
+            if held is None or _RANK[global_role] > _RANK[held]:
+                roles[default] = global_role
+    user._scep_team_roles = roles
+    return roles
+
+
+def _global_role(user: Any) -> str | None:
+    names = set(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
+    held = [role for role in ROLES if role in names]
+    return held[-1] if held else None
+
+
+def team_role(user: Any, team_id: int | None) -> str | None:
+    roles = team_roles(user)
+    if roles is None:
+        return ROLES[-1]
+    return roles.get(team_id) if team_id is not None else None
+
+
+def teams_with_role(user: Any, minimum: str) -> list[int] | None:
+    """Ids of the teams where the user holds ``minimum`` or more (None: all teams)."""
+    roles = team_roles(user)
+    if roles is None:
+        return None
+    return [team for team, role in roles.items() if _RANK[role] >= _RANK[minimum]]
+
+
+def scope(queryset: QuerySet, user: Any, path: str | None = None) -> QuerySet:
+    """``queryset`` narrowed to the objects of the user's teams."""
+    path = path or TEAM_PATHS[queryset.model._meta.label_lower]
+    teams = teams_with_role(user, ROLES[0])
+    if teams is None:
+        return queryset
+    return queryset.filter(**{f"{path}__in": teams})
+
+
+def team_of(obj: Any) -> int | None:
+    """The team id an object belongs to, following TEAM_PATHS; None for global objects."""
+    path = TEAM_PATHS.get(obj._meta.label_lower)
+    if path is None:
+        return None
+    current = obj
+    parts = path.split("__")
+    for part in parts[:-1]:
+        current = getattr(current, part, None)
+        if current is None:
+            return None
+    return getattr(current, f"{parts[-1]}_id", None)
+
+
+def require_team_role(user: Any, team_id: int | None, minimum: str, *, what: str = "") -> None:
+    """Raise PermissionDenied unless the user holds ``minimum`` in the team."""
+    held = team_role(user, team_id)
+    if held is not None and _RANK[held] >= _RANK[minimum]:
+        return
+    from governance.models import Team
+
+    name = Team.objects.filter(pk=team_id).values_list("name", flat=True).first() or "?"
+    doing = f" to {what}" if what else ""
+    raise PermissionDenied(
+        f"you need the {minimum!r} role in team {name!r}{doing}; you have {held or 'none'!r}"
+    )
+
+
+def highest_role(user: Any) -> str | None:
+    """The user's highest role in any team (what the coarse per-endpoint check uses)."""
+    roles = team_roles(user)
+    if roles is None:
+        return ROLES[-1]
+    held = [_RANK[r] for r in roles.values()]
+    global_role = user_role(user)
+    if global_role is not None:
+        held.append(_RANK[global_role])
+    return ROLES[max(held)] if held else None

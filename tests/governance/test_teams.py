@@ -1,0 +1,143 @@
+"""Teams: every team-scoped endpoint of the role matrix, for members of the owning team
+(by membership alone, no global role) and for members of another team.
+
+The matrix rows and the world they point at come from
+``tests/experiments/api/test_permissions.py``; here the callers change: a user whose
+only role is a *membership* gets exactly the matrix's answers in their own team, and in
+another team sees nothing (lists without the objects, 404 on them) and changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from experiments.models import Experiment, Run, Target
+from experiments.services import access
+from governance.models import Team, TeamMembership, default_team_id
+from scep.permissions import ROLES
+from tests.conftest import _client
+from tests.experiments.api.test_permissions import MATRIX, expected_status, world  # noqa: F401
+
+pytestmark = pytest.mark.django_db
+
+TEAM_STEMS = (
+    "/api/v1/targets/",
+    "/api/v1/experiments/",
+    "/api/v1/runs/",
+    "/api/v1/faults/",
+    "/api/v1/findings/",
+    "/api/v1/suggestions/",
+)
+TEAM_ROWS = [row for row in MATRIX if row[2].startswith(TEAM_STEMS)]
+
+
+def _member(django_user_model: Any, team: Team, role: str) -> Any:
+    user = django_user_model.objects.create_user(f"{team.name}-{role}", password=None)
+    TeamMembership.objects.create(team=team, user=user, role=role)
+    return user
+
+
+def test_the_team_rows_cover_every_team_scoped_collection() -> None:
+    stems = {row[2].split("{")[0] for row in TEAM_ROWS}
+    assert set(TEAM_STEMS) <= {stem for stem in stems if stem in TEAM_STEMS}
+    assert len(TEAM_ROWS) >= 20
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize(
+    ("method", "url", "body", "minimum", "success"),
+    [pytest.param(*row[1:], id=row[0]) for row in TEAM_ROWS],
+)
+def test_membership_in_the_owning_team_gives_the_matrix_answer(
+    django_user_model: Any,
+    world: dict[str, int],  # noqa: F811
+    role: str,
+    method: str,
+    url: str,
+    body: Any,
+    minimum: str,
+    success: int,
+) -> None:
+    user = _member(django_user_model, Team.objects.get(pk=default_team_id()), role)
+    response = getattr(_client(user), method)(url.format(**world), body, format="json")
+    expected = expected_status(role, minimum, success)
+    assert response.status_code == expected, (role, response.status_code, response.content[:300])
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize(
+    ("method", "url", "body", "minimum", "success"),
+    [pytest.param(*row[1:], id=row[0]) for row in TEAM_ROWS],
+)
+def test_members_of_another_team_see_nothing_and_change_nothing(
+    django_user_model: Any,
+    world: dict[str, int],  # noqa: F811
+    role: str,
+    method: str,
+    url: str,
+    body: Any,
+    minimum: str,
+    success: int,
+) -> None:
+    red = Team.objects.create(name="red")
+    user = _member(django_user_model, red, role)
+    before = (Target.objects.count(), Experiment.objects.count(), Run.objects.count())
+    response = getattr(_client(user), method)(url.format(**world), body, format="json")
+    allowed = ROLES.index(role) >= ROLES.index(minimum)
+    is_detail = "{" in url or "network.latency" in url
+    if method == "get" and not is_detail:
+        assert response.status_code == 200, response.content[:300]
+        payload = response.json()
+        rows = payload["results"] if isinstance(payload, dict) else payload
+        assert rows == [], f"another team's objects leaked: {rows[:1]}"
+    elif not allowed:
+        assert response.status_code == 403, (response.status_code, response.content[:300])
+    elif is_detail:
+        assert response.status_code == 404, (response.status_code, response.content[:300])
+    else:  # creating something in the default team, where the user has no role
+        assert response.status_code == 403, (response.status_code, response.content[:300])
+        assert "team 'default'" in response.json()["detail"]
+    assert (Target.objects.count(), Experiment.objects.count(), Run.objects.count()) == before
+
+
+def test_an_admin_of_one_team_can_register_targets_there_only(
+    django_user_model: Any, roles: None
+) -> None:
+    red = Team.objects.create(name="red")
+    client = _client(_member(django_user_model, red, "admin"))
+    mine = client.post("/api/v1/targets/", {"name": "red-db", "team": "red"}, format="json")
+    assert mine.status_code == 201, mine.content
+    assert mine.json()["team"] == "red"
+    elsewhere = client.post("/api/v1/targets/", {"name": "blue-db"}, format="json")
+    assert elsewhere.status_code == 403
+    # Global endpoints keep needing a global role: a team admin is not a platform admin.
+    assert client.get("/api/v1/audit/").status_code == 403
+    assert client.post("/api/v1/kill-switch/release/", {}).status_code == 403
+
+
+def test_experiments_follow_their_target_into_its_team(
+    make_experiment: Any, admin_client: Any, django_user_model: Any
+) -> None:
+    experiment = make_experiment()
+    assert experiment.team_id == experiment.target.team_id == default_team_id()
+    red = Team.objects.create(name="red")
+    admin_user = django_user_model.objects.get(username="ada-admin")
+    TeamMembership.objects.create(team=red, user=admin_user, role="admin")
+    moved = admin_client.patch(
+        f"/api/v1/targets/{experiment.target_id}/", {"team": "red"}, format="json"
+    )
+    assert moved.status_code == 200, moved.content
+    experiment.refresh_from_db()
+    assert experiment.team_id == red.pk
+
+
+def test_superusers_see_every_team(django_user_model: Any, make_target: Any) -> None:
+    red = Team.objects.create(name="red")
+    make_target("in-red", team=red)
+    make_target("in-default")
+    boss = django_user_model.objects.create_superuser("boss", "b@example.com", None)
+    names = {t["name"] for t in _client(boss).get("/api/v1/targets/").json()["results"]}
+    assert names == {"in-red", "in-default"}
+    assert access.team_roles(boss) is None
