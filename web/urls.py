@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
+from web import campaign_views as cviews
 from web import views
 
 app_name = "web"
@@ -36,5 +37,21 @@ urlpatterns = [
     path("runs/<int:pk>/report/<str:fmt>/", views.run_export, name="report-export"),
     path("suggestions/", views.suggestion_list, name="suggestions"),
     path("suggestions/<int:pk>/accept/", views.suggestion_accept, name="suggestion-accept"),
+    path("campaigns/", cviews.campaign_list, name="campaigns"),
+    path("campaigns/new/", cviews.campaign_new, name="campaign-new"),
+    path("campaigns/<int:pk>/", cviews.campaign_detail, name="campaign"),
+    path("campaigns/<int:pk>/edit/", cviews.campaign_edit, name="campaign-edit"),
+    path("campaigns/<int:pk>/pause/", cviews.campaign_pause, name="campaign-pause"),
+    path("campaigns/<int:pk>/resume/", cviews.campaign_resume, name="campaign-resume"),
+    path("campaigns/<int:pk>/run/", cviews.campaign_trigger, name="campaign-trigger"),
+    path("campaigns/<int:pk>/report/", cviews.campaign_report_page, name="campaign-report"),
+    path("campaign-runs/<int:pk>/cancel/", cviews.execution_cancel, name="campaign-run-cancel"),
+    path("game-days/", cviews.game_day_list, name="game-days"),
+    path("game-days/new/", cviews.game_day_new, name="game-day-new"),
+    path("game-days/<int:pk>/", cviews.game_day_detail, name="game-day"),
+    path("game-days/<int:pk>/next-step/", cviews.game_day_next_step, name="game-day-next"),
+    path("game-days/<int:pk>/notes/", cviews.game_day_note, name="game-day-note"),
+    path("game-days/<int:pk>/observers/", cviews.game_day_observers, name="game-day-observers"),
+    path("game-days/<int:pk>/finish/", cviews.game_day_finish, name="game-day-finish"),
     re_path(r"^static/(?P<path>.+)$", views.static_asset, name="static-asset"),
 ]
