@@ -11,6 +11,7 @@ so it reads in black-and-white print too.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -27,9 +28,24 @@ _TREND_CSS = (
 )
 
 
-def _time_label(epoch: float, span: float) -> str:
+def _time_label(epoch: float, span: float, step: float) -> str:
     moment = datetime.fromtimestamp(epoch, tz=UTC)
+    if step >= 86400:
+        return moment.strftime("%Y-%m-%d")
     return moment.strftime("%H:%M" if span < 86400 else "%m-%d %H:%M")
+
+
+_TIME_STEPS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400)
+
+
+def _time_ticks(t0: float, t1: float, count: int = 6) -> list[float]:
+    """Tick instants on round UTC times (whole minutes, hours, days), about ``count``."""
+    span = t1 - t0
+    step = next((s for s in _TIME_STEPS if span / s <= count), None)
+    if step is None:
+        step = _TIME_STEPS[-1] * math.ceil(span / (_TIME_STEPS[-1] * count))
+    first = math.ceil(t0 / step) * step
+    return [float(t) for t in range(int(first), int(t1) + 1, int(step))]
 
 
 def score_trend_chart(
@@ -90,10 +106,12 @@ def score_trend_chart(
             f'class="c-tick">{_fmt(v)}</text>'
         )
     span = t1 - t0
-    for s in _nice_ticks(0.0, span, 5):
+    ticks = _time_ticks(t0, t1)
+    step = ticks[1] - ticks[0] if len(ticks) > 1 else span
+    for t in ticks:
         parts.append(
-            f'<text x="{x(t0 + s):.1f}" y="{top + plot_h + 13}" text-anchor="middle" '
-            f'class="c-tick">{_time_label(t0 + s, span)}</text>'
+            f'<text x="{x(t):.1f}" y="{top + plot_h + 13}" text-anchor="middle" '
+            f'class="c-tick">{_time_label(t, span, step)}</text>'
         )
     parts.append(
         f'<text x="{left + plot_w / 2}" y="{top + plot_h + 27}" text-anchor="middle" '
@@ -139,8 +157,13 @@ def score_trend_chart(
                 f'<circle cx="{x(t):.1f}" cy="{y(score):.1f}" r="8" class="c-regression" '
                 f'data-regression="{_e(p.get("run"))}"><title>{_e(p.get("reason", ""))}'
                 f"</title></circle>"
-                f'<text x="{x(t) + 10:.1f}" y="{y(score) + 4:.1f}" class="c-reglabel">'
-                "regression</text>"
+                + (
+                    f'<text x="{x(t) + 10:.1f}" y="{y(score) + 4:.1f}" class="c-reglabel">'
+                    if x(t) < left + plot_w - 70
+                    else f'<text x="{x(t) - 10:.1f}" y="{y(score) + 4:.1f}" '
+                    'text-anchor="end" class="c-reglabel">'
+                )
+                + "regression</text>"
             )
     items, lx = [], 0.0
     for experiment, colour in colours.items():

@@ -58,6 +58,11 @@ def _field_errors(errors: Any) -> dict[str, list[str]]:
     return {field: flat(messages) for field, messages in dict(errors).items()}
 
 
+def _when(iso: str | None) -> str:
+    """An ISO time of the report data as the pages show times: ``YYYY-MM-DD HH:MM:SS``."""
+    return (iso or "")[:19].replace("T", " ")
+
+
 def _refused(request: HttpRequest, message: str, status: int = 409) -> HttpResponse:
     return render(request, "web/refused.html", {"message": message}, status=status)
 
@@ -308,19 +313,26 @@ def execution_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 def campaign_report_page(request: HttpRequest, pk: int) -> HttpResponse:
     campaign = get_object_or_404(Campaign, pk=pk)
     data = campaign_report.campaign_report(campaign)
-    targets = [
+    targets = []
+    for target in data["targets"]:
+        points = [{**p, "when": _when(p["finished_at"])} for p in target["points"]]
+        targets.append(
+            {
+                **target,
+                "points": points,
+                "chart": score_trend_chart(target["target"], target["points"]),
+                "flagged": [p for p in points if p["regression"]],
+            }
+        )
+    executions = [
         {
-            **target,
-            "chart": score_trend_chart(target["target"], target["points"]),
-            "flagged": [p for p in target["points"] if p["regression"]],
+            **e,
+            "when": _when(e["created_at"]),
+            "counts": ", ".join(f"{v} {k}" for k, v in (e["summary"] or {}).items() if v),
         }
-        for target in data["targets"]
+        for e in data["executions"]
     ]
-    context = {
-        "campaign": campaign,
-        "targets": targets,
-        "executions": data["executions"],
-    }
+    context = {"campaign": campaign, "targets": targets, "executions": executions}
     return render(request, "web/campaigns/report.html", context)
 
 
