@@ -19,6 +19,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 
 from analysis.models import Suggestion, SuggestionStatus
+from campaigns.models import Campaign
 from experiments.models import Experiment, Run
 from scep.permissions import OPERATOR, VIEWER, ensure_roles
 from web.views import spec_yaml
@@ -236,6 +237,18 @@ def test_an_operator_edits_runs_and_reads_a_report_and_a_viewer_only_reads(
     accepted = Suggestion.objects.get(run=run, status=SuggestionStatus.ACCEPTED)
     assert ui.find("#experiment-name").text == accepted.experiment.name
     ui.shot("06-suggestion-accepted")
+
+    # Put the experiment in a campaign through the form and pause it from its page.
+    ui.open("/campaigns/new/")
+    ui.find("#name").send_keys("browser-campaign")
+    ui.find("#experiments").send_keys("browser-latency")
+    ui.find("#save-campaign").click()
+    ui.until(lambda: ui.find("#campaign-name").text.startswith("browser-campaign"), "campaign")
+    assert "browser-latency" in ui.find("#campaign-items").text
+    ui.find("#pause-campaign").click()
+    ui.until(lambda: ui.all("#paused-tag"), "the campaign to show paused")
+    assert Campaign.objects.get(name="browser-campaign").paused
+    ui.shot("06b-campaign-paused")
 
     assert ui.console_errors() == []
 
