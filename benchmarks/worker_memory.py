@@ -25,6 +25,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument(
+        "--malloc-arena-max",
+        type=int,
+        default=0,
+        help="run the worker with MALLOC_ARENA_MAX=N (glibc: fewer per-thread arenas)",
+    )
     args = parser.parse_args()
     var = setup_django("scep-bench-mem-")
 
@@ -50,7 +56,8 @@ def main() -> int:
             for t in targets
         ]
         procs.agent("bench")
-        worker = psutil.Process(procs.scep("worker", "--concurrency", str(CONCURRENCY)).pid)
+        env = {"MALLOC_ARENA_MAX": str(args.malloc_arena_max)} if args.malloc_arena_max else {}
+        worker = psutil.Process(procs.scep("worker", "--concurrency", str(CONCURRENCY), **env).pid)
         in_flight: dict[int, int] = {}  # experiment index -> run id
         started = done = 0
         rss: dict[int, float] = {}
@@ -65,7 +72,7 @@ def main() -> int:
                 if run_id in ended:
                     del in_flight[idx]
                     done += 1
-                    if done in (args.warmup, args.runs // 2, args.runs):
+                    if done == args.warmup or done % 100 == 0 or done == args.runs:
                         time.sleep(0.5)  # let the finished run's threads wind down
                         rss[done] = worker.memory_info().rss / 2**20
             free = [i for i in range(len(experiments)) if i not in in_flight]
@@ -81,11 +88,15 @@ def main() -> int:
         procs.stop()
 
     first, last = rss[args.warmup], rss[args.runs]
-    print(f"worker memory over {args.runs} runs ({backend()}), concurrency {CONCURRENCY}")
+    arenas = f", MALLOC_ARENA_MAX={args.malloc_arena_max}" if args.malloc_arena_max else ""
+    print(f"worker memory over {args.runs} runs ({backend()}), concurrency {CONCURRENCY}{arenas}")
     print(f"runs ended: {statuses}; {args.runs / elapsed:.2f} runs/s")
     for n in sorted(rss):
         print(f"RSS after {n:>5} runs: {rss[n]:8.1f} MiB")
     growth = (last - first) / first * 100
+    half = rss[max(n for n in rss if n <= args.runs // 2)]
+    print(f"growth over the second half ({args.runs // 2} -> {args.runs} runs): "
+          f"{(last - half) / half * 100:+.1f} %")  # fmt: skip
     verdict = "ok" if growth <= 10 else "OVER TARGET"
     print(f"growth after warm-up ({args.warmup} -> {args.runs} runs): {growth:+.1f} % "
           f"(target <= 10 %: {verdict})")  # fmt: skip
