@@ -159,3 +159,40 @@ def test_deleting_a_user_keeps_their_entries_by_name(
     entry = AuditEntry.objects.get(pk=entry.pk)
     assert entry.actor_id is None
     assert entry.actor_name == "leaver"
+
+
+def test_cli_actions_are_audited_with_source_cli(experiment: Any) -> None:
+    from scep.cli.main import main
+
+    assert main(["kill-switch", "on", "--reason", "drill"]) == 0
+    assert main(["kill-switch", "off"]) == 0
+    entries = AuditEntry.objects.filter(action__startswith="kill_switch").order_by("id")
+    assert [(e.action, e.source) for e in entries] == [
+        ("kill_switch.engage", "cli"),
+        ("kill_switch.release", "cli"),
+    ]
+    assert entries[0].actor_name.startswith("cli")
+    assert entries[0].changes == {"reason": "drill"}
+
+
+def test_admin_policy_changes_are_audited_with_source_admin(
+    client: Any, django_user_model: Any
+) -> None:
+    boss = django_user_model.objects.create_superuser("boss", "boss@example.com", None)
+    client.force_login(boss)
+    form = {
+        "name": "prod",
+        "environment": "production",
+        "enabled": "on",
+        "allowed_families": '["network"]',
+        "time_windows": "[]",
+        "timezone": "UTC",
+        "blackouts": "[]",
+    }
+    response = client.post("/admin/governance/policy/add/", form)
+    assert response.status_code == 302, response.content[:500]
+    bad = client.post("/admin/governance/policy/add/", {**form, "name": "x", "timezone": "Nope"})
+    assert bad.status_code == 200 and b"unknown time zone" in bad.content
+    entry = AuditEntry.objects.get(action="policy.create")
+    assert (entry.source, entry.actor_name) == ("admin", "boss")
+    assert entry.changes["allowed_families"] == {"before": None, "after": ["network"]}
