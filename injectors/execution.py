@@ -49,6 +49,29 @@ def _context(fault: ActiveFault, runtime: Any) -> InjectionContext:
     )
 
 
+def _audit(fault: ActiveFault, action: str, *, by_agent: bool, **changes: Any) -> None:
+    """Append the fault's change to the audit trail, source ``agent`` when an agent did
+    it. Never lets a failing audit write stop an inject or a revert."""
+    try:
+        from audit.models import AuditSource
+        from audit.services import record
+
+        source = AuditSource.AGENT if by_agent else AuditSource.SYSTEM
+        actor = f"agent:{fault.agent}" if by_agent else "control-plane"
+        changes.setdefault("injector", fault.injector)
+        changes.setdefault("run", fault.run_id)
+        record(actor=actor, action=action, source=source, obj=fault, changes=changes)
+    except Exception:
+        log.exception("audit of %s on fault %s failed", action, fault.pk)
+
+
+def _in_agent() -> bool:
+    """True in an agent process (its housekeeping reverts without passing its runtime)."""
+    from injectors import agent
+
+    return getattr(agent, "_runtime", None) is not None
+
+
 def _fault(fault_id: int) -> ActiveFault:
     return ActiveFault.objects.select_related("target").get(pk=fault_id)
 
@@ -75,11 +98,24 @@ def apply_fault(fault_id: int, runtime: Any = None, *, where: str = "control pla
                 state=FaultState.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000]
             )
             events.fault_injected(fault.injector, "failed")
+            _audit(
+                fault,
+                "fault.apply_failed",
+                by_agent=where != "control plane",
+                state={"before": FaultState.PENDING, "after": FaultState.FAILED},
+            )
             return
         ActiveFault.objects.filter(pk=fault_id).update(
             state=FaultState.ACTIVE, handle=handle, injected_at=timezone.now()
         )
         events.fault_injected(fault.injector, "applied")
+        _audit(
+            fault,
+            "fault.apply",
+            by_agent=where != "control plane",
+            state={"before": FaultState.PENDING, "after": FaultState.ACTIVE},
+            params=fault.params,
+        )
 
 
 def revert_fault(fault_id: int, reason: str = "", runtime: Any = None) -> None:
@@ -95,4 +131,12 @@ def revert_fault(fault_id: int, reason: str = "", runtime: Any = None) -> None:
             revert_reason=fault.revert_reason or reason or "reverted",
         )
         if closed:
-            events.fault_reverted(fault.injector, fault.revert_reason or reason or "reverted")
+            why = fault.revert_reason or reason or "reverted"
+            events.fault_reverted(fault.injector, why)
+            _audit(
+                fault,
+                "fault.revert",
+                by_agent=runtime is not None or _in_agent(),
+                state={"before": fault.state, "after": FaultState.REVERTED},
+                reason=why,
+            )

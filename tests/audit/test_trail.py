@@ -196,3 +196,25 @@ def test_admin_policy_changes_are_audited_with_source_admin(
     entry = AuditEntry.objects.get(action="policy.create")
     assert (entry.source, entry.actor_name) == ("admin", "boss")
     assert entry.changes["allowed_families"] == {"before": None, "after": ["network"]}
+
+
+def test_faults_applied_and_reverted_are_audited_with_their_source(target: Any) -> None:
+    from injectors import execution
+    from injectors.models import ActiveFault
+
+    fault = ActiveFault.objects.create(
+        target=target,
+        injector="control.placebo",
+        params={},
+        agent="edge-1",
+        expires_at=timezone.now() + timedelta(minutes=5),
+    )
+    execution.apply_fault(fault.pk, where="agent edge-1")
+    execution.revert_fault(fault.pk, reason="done")  # from the control plane
+    entries = AuditEntry.objects.filter(object_type="injectors.activefault").order_by("id")
+    assert [(e.action, e.source, e.actor_name) for e in entries] == [
+        ("fault.apply", "agent", "agent:edge-1"),
+        ("fault.revert", "system", "control-plane"),
+    ]
+    assert entries[0].changes["state"] == {"before": "pending", "after": "active"}
+    assert entries[1].changes["reason"] == "done"
