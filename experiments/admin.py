@@ -17,11 +17,18 @@ from django.http import HttpRequest
 from analysis.models import Finding
 from audit.models import AuditSource
 from experiments.models import Experiment, ExperimentVersion, KillSwitch, Run, RunEvent, Target
-from experiments.services import catalog, runs
+from experiments.services import access, catalog, runs
 from experiments.spec import SpecError, load_spec_text, validate_spec
 from injectors.models import ActiveFault
 
 SOURCE = AuditSource.ADMIN
+
+
+class TeamScopedAdminMixin:
+    """Staff see the rows of their own teams; superusers see all (access.scope)."""
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return access.scope(super().get_queryset(request), request.user)
 
 
 class ReadOnlyAdminMixin:
@@ -41,7 +48,7 @@ class ReadOnlyAdminMixin:
 
 
 @admin.register(Target)
-class TargetAdmin(admin.ModelAdmin):
+class TargetAdmin(TeamScopedAdminMixin, admin.ModelAdmin):
     list_display = ("name", "environment", "allowed", "agent", "updated_at")
     list_filter = ("environment", "allowed", "agent")
     search_fields = ("name", "description", "agent")
@@ -115,7 +122,7 @@ class ExperimentVersionInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(Experiment)
-class ExperimentAdmin(admin.ModelAdmin):
+class ExperimentAdmin(TeamScopedAdminMixin, admin.ModelAdmin):
     form = ExperimentForm
     list_display = ("name", "target", "version", "created_by", "updated_at")
     list_filter = ("target", "target__environment")
@@ -176,7 +183,7 @@ class FaultInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(Run)
-class RunAdmin(admin.ModelAdmin):
+class RunAdmin(TeamScopedAdminMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "experiment",

@@ -141,3 +141,47 @@ def test_superusers_see_every_team(django_user_model: Any, make_target: Any) -> 
     names = {t["name"] for t in _client(boss).get("/api/v1/targets/").json()["results"]}
     assert names == {"in-red", "in-default"}
     assert access.team_roles(boss) is None
+
+
+def test_admin_pages_show_staff_only_their_teams(
+    client: Any, django_user_model: Any, make_target: Any
+) -> None:
+    from django.contrib.auth.models import Permission
+
+    red = Team.objects.create(name="red")
+    make_target("in-red", team=red)
+    make_target("in-default")
+    staff = _member(django_user_model, red, "admin")
+    staff.is_staff = True
+    staff.save()
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=["view_target"]))
+    client.force_login(staff)
+    page = client.get("/admin/experiments/target/")
+    assert page.status_code == 200
+    assert b"in-red" in page.content and b"in-default" not in page.content
+    other = Target.objects.get(name="in-default")
+    assert client.get(f"/admin/experiments/target/{other.pk}/change/").status_code in (302, 404)
+
+
+def test_team_membership_changes_in_the_admin_are_audited(
+    client: Any, django_user_model: Any
+) -> None:
+    from audit.models import AuditEntry
+
+    boss = django_user_model.objects.create_superuser("boss", "b@example.com", None)
+    alice = django_user_model.objects.create_user("alice", password=None)
+    client.force_login(boss)
+    form = {
+        "name": "red",
+        "description": "",
+        "memberships-TOTAL_FORMS": "1",
+        "memberships-INITIAL_FORMS": "0",
+        "memberships-0-user": str(alice.pk),
+        "memberships-0-role": "operator",
+    }
+    response = client.post("/admin/governance/team/add/", form)
+    assert response.status_code == 302, response.content[:800]
+    assert access.team_role(alice, Team.objects.get(name="red").pk) == "operator"
+    members = AuditEntry.objects.get(action="team.members")
+    assert members.changes["members"] == {"before": [], "after": ["alice:operator"]}
+    assert members.source == "admin"
