@@ -137,3 +137,22 @@ def test_the_configured_console_handler_redacts() -> None:
     from django.conf import settings
 
     assert "redact_secrets" in settings.LOGGING["handlers"]["console"]["filters"]
+
+
+@pytest.mark.django_db
+def test_reports_and_exports_never_contain_target_secrets(make_target: Any, make_spec: Any) -> None:
+    from analysis.exports import FORMATS, export_run
+    from analysis.services import build_report
+    from experiments.services.catalog import create_experiment
+    from experiments.services.runs import start_run
+
+    make_target("demo", secrets={"postgres": {"dsn": DSN}, "token": "tok-hunter2"})
+    run = start_run(create_experiment(make_spec(), actor=None, source="system"), actor=None,
+                    source="system")  # fmt: skip
+    report = json.dumps(build_report(run), default=str)
+    assert "demo" in report  # the target is in it, by name
+    assert "hunter2" not in report
+    for fmt in FORMATS:
+        content = export_run(run, fmt).content
+        text = content.decode() if isinstance(content, bytes) else content
+        assert "hunter2" not in text, fmt
