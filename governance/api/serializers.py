@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from governance.models import Policy
+from governance.models import Policy, Team
 from governance.services import policy_field_errors
 
 
@@ -46,3 +46,23 @@ class PolicySerializer(serializers.ModelSerializer):
         if errors:
             raise serializers.ValidationError(errors)
         return attrs
+
+
+class TeamSerializer(serializers.ModelSerializer):
+    """A team the caller belongs to, with the caller's role there."""
+
+    your_role = serializers.SerializerMethodField(help_text="Your role in this team.")
+    members = serializers.SerializerMethodField(help_text="username: role, for each member.")
+
+    class Meta:
+        model = Team
+        fields = ("id", "name", "description", "your_role", "members")
+        read_only_fields = fields
+
+    def get_your_role(self, team: Team) -> str | None:
+        from experiments.services.access import team_role
+
+        return team_role(self.context["request"].user, team.pk)
+
+    def get_members(self, team: Team) -> dict[str, str]:
+        return {m.user.get_username(): m.role for m in team.memberships.all()}

@@ -8,5 +8,6 @@ from governance.api import views
 
 router = DefaultRouter()
 router.register("policies", views.PolicyViewSet, basename="policy")
+router.register("teams", views.TeamViewSet, basename="team")
 
 urlpatterns = router.urls

@@ -185,3 +185,16 @@ def test_team_membership_changes_in_the_admin_are_audited(
     members = AuditEntry.objects.get(action="team.members")
     assert members.changes["members"] == {"before": [], "after": ["alice:operator"]}
     assert members.source == "admin"
+
+
+def test_teams_endpoint_lists_only_the_callers_teams_with_their_role(
+    django_user_model: Any, roles: None
+) -> None:
+    red = Team.objects.create(name="red")
+    Team.objects.create(name="blue")
+    client = _client(_member(django_user_model, red, "approver"))
+    rows = client.get("/api/v1/teams/").json()["results"]
+    assert [(r["name"], r["your_role"]) for r in rows] == [("red", "approver")]
+    assert rows[0]["members"] == {"red-approver": "approver"}
+    blue = Team.objects.get(name="blue")
+    assert client.get(f"/api/v1/teams/{blue.pk}/").status_code == 404

@@ -125,7 +125,9 @@ MATRIX: list[tuple[str, str, str, Any, str | None, int]] = [
     ("runs-create", "post", "/api/v1/runs/", {"experiment": "latency-demo"}, OPERATOR, 201),
     ("runs-abort", "post", "/api/v1/runs/{run}/abort/", {"reason": "drill"}, OPERATOR, 202),
     ("runs-approve", "post", "/api/v1/runs/{waiting_run}/approve/", {}, APPROVER, 202),
-    # safety policies
+    # teams (the caller's own) and safety policies
+    ("teams-list", "get", "/api/v1/teams/", None, VIEWER, 200),
+    ("teams-detail", "get", "/api/v1/teams/{team}/", None, VIEWER, 200),
     ("policies-list", "get", "/api/v1/policies/", None, VIEWER, 200),
     ("policies-detail", "get", "/api/v1/policies/{policy}/", None, VIEWER, 200),
     (
@@ -403,6 +405,7 @@ def world(target: Target, make_target: Any, make_experiment: Any) -> dict[str, i
         "run": run.pk,
         "waiting_run": waiting_run.pk,
         "policy": policy.pk,
+        "team": target.team_id,
         "fault": fault.pk,
         "agent": agent.pk,
         "audit": AuditEntry.objects.latest("id").pk,
