@@ -47,8 +47,10 @@ def test_a_run_goes_through_every_phase_reverts_its_fault_and_judges_the_impact(
     stack, start_worker
 ):
     start_worker()
-    run = start(stack.spec())
-    run = wait_status(run, RunStatus.terminal(), timeout=90)
+    # Six-second windows: enough samples for a significant shift even when a loaded host
+    # stretches some ticks (four seconds gave as few as four samples under CI load).
+    run = start(stack.spec(baseline=6, duration=6))
+    run = wait_status(run, RunStatus.terminal(), timeout=120)
 
     assert run.status == RunStatus.COMPLETED, run.status_reason
     transitions = [
