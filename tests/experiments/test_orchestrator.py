@@ -48,7 +48,7 @@ def test_a_run_goes_through_every_phase_reverts_its_fault_and_judges_the_impact(
 ):
     start_worker()
     # Six-second windows: enough samples for a significant shift even when a loaded host
-    # stretches some ticks (four seconds gave as few as four samples under CI load).
+    # stretches some ticks (with four-second windows a loaded run once missed the shift).
     run = start(stack.spec(baseline=6, duration=6))
     run = wait_status(run, RunStatus.terminal(), timeout=120)
 
