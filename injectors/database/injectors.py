@@ -33,8 +33,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import psutil
 import redis
@@ -111,13 +112,6 @@ def _pg_dsn(params: dict[str, Any], config: dict[str, Any]) -> str:
 
 def _redis_url(params: dict[str, Any], config: dict[str, Any]) -> str:
     return _conn_setting(params, config, "redis", "url")
-
-
-def _resolve(getter, params: dict[str, Any], ctx: InjectionContext) -> str:
-    try:
-        return getter(params, ctx.target_config)
-    except InvalidParams as exc:
-        raise InjectionError(str(exc)) from None
 
 
 def _fail(what: str, exc: BaseException, secret_source: str) -> InjectionError:
@@ -302,20 +296,36 @@ def _describe_filters(params: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-class PgTerminateBackendsInjector(Injector):
+class _DatabaseInjector(Injector):
+    """Database faults find their server in the target config (``postgres.dsn`` or
+    ``redis.url``, or a named entry of ``connections``); this is where they look."""
+
+    family = "database"
+    #: reads the connection string from (params, target config), or raises InvalidParams
+    locate: ClassVar[Callable[[dict[str, Any], dict[str, Any]], str]]
+
+    def check_target(self, params: dict[str, Any], target_config: dict[str, Any]) -> None:
+        self.locate(params, target_config)
+
+    def address(self, params: dict[str, Any], ctx: InjectionContext) -> str:
+        """The connection string, or an InjectionError saying which setting is missing."""
+        try:
+            return self.locate(params, ctx.target_config)
+        except InvalidParams as exc:
+            raise InjectionError(str(exc)) from None
+
+
+class PgTerminateBackendsInjector(_DatabaseInjector):
     """``pg_terminate_backend`` a share of the client backends matching the filters."""
 
     name = "database.pg_terminate_backends"
-    family = "database"
+    locate = staticmethod(_pg_dsn)
     summary = "Terminate matching PostgreSQL backends (optionally again and again); no revert."
     params_model = PgTerminateParams
 
-    def check_target(self, params: dict[str, Any], target_config: dict[str, Any]) -> None:
-        _pg_dsn(params, target_config)
-
     def dry_run(self, params: dict[str, Any], ctx: InjectionContext) -> str:
         try:
-            dsn = _resolve(_pg_dsn, params, ctx)
+            dsn = self.address(params, ctx)
         except InjectionError as exc:
             return f"{self.name}: inject would fail: {exc}"
         try:
@@ -337,7 +347,7 @@ class PgTerminateBackendsInjector(Injector):
         return text + "; not revertible"
 
     def inject(self, params: dict[str, Any], ctx: InjectionContext) -> dict[str, Any]:
-        dsn = _resolve(_pg_dsn, params, ctx)
+        dsn = self.address(params, ctx)
         repeat = params.get("repeat_interval_ms")
         if repeat:
             _remaining(ctx)
@@ -426,20 +436,17 @@ def _helper_gone(handle: dict[str, Any]) -> bool:
     return not (pid and ctime is not None and _is_our_helper(int(pid), float(ctime)))
 
 
-class PgLockTableInjector(Injector):
+class PgLockTableInjector(_DatabaseInjector):
     """Hold a table lock (ACCESS EXCLUSIVE by default) until revert or expiry."""
 
     name = "database.pg_lock_table"
-    family = "database"
+    locate = staticmethod(_pg_dsn)
     summary = "Hold a lock on a PostgreSQL table; a detached helper holds it until expiry."
     params_model = PgLockParams
 
-    def check_target(self, params: dict[str, Any], target_config: dict[str, Any]) -> None:
-        _pg_dsn(params, target_config)
-
     def dry_run(self, params: dict[str, Any], ctx: InjectionContext) -> str:
         try:
-            dsn = _resolve(_pg_dsn, params, ctx)
+            dsn = self.address(params, ctx)
             with pg_connect(dsn, HELPER_APP_PREFIX + "dryrun") as conn:
                 exists = conn.execute("SELECT to_regclass(%s)", (params["table"],)).fetchone()[0]
         except InjectionError as exc:
@@ -456,7 +463,7 @@ class PgLockTableInjector(Injector):
         )
 
     def inject(self, params: dict[str, Any], ctx: InjectionContext) -> dict[str, Any]:
-        dsn = _resolve(_pg_dsn, params, ctx)
+        dsn = self.address(params, ctx)
         _remaining(ctx)
         payload = {
             "dsn": dsn,
@@ -482,7 +489,7 @@ class PgLockTableInjector(Injector):
         """Stop the helper (it rolls back), then terminate its backend if still there."""
         _stop_helper(handle.get("helper_pid"), handle.get("helper_create_time"))
         if handle.get("backend_pid"):
-            dsn = _resolve(_pg_dsn, {"connection": handle.get("connection")}, ctx)
+            dsn = self.address({"connection": handle.get("connection")}, ctx)
             backend = [(int(handle["backend_pid"]), str(handle["backend_start"]))]
             _terminate_recorded(dsn, backend, _helper_gone(handle))
 
@@ -496,16 +503,13 @@ class PgExhaustParams(PgParams):
     max_open: int = Field(default=200, ge=1, le=5000)
 
 
-class PgExhaustConnectionsInjector(Injector):
+class PgExhaustConnectionsInjector(_DatabaseInjector):
     """Hold idle connections until ``share`` × intensity of the usable slots are taken."""
 
     name = "database.pg_exhaust_connections"
-    family = "database"
+    locate = staticmethod(_pg_dsn)
     summary = "Occupy PostgreSQL connection slots (server or database) until expiry."
     params_model = PgExhaustParams
-
-    def check_target(self, params: dict[str, Any], target_config: dict[str, Any]) -> None:
-        _pg_dsn(params, target_config)
 
     @staticmethod
     def _share(params: dict[str, Any], ctx: InjectionContext) -> float:
@@ -513,7 +517,7 @@ class PgExhaustConnectionsInjector(Injector):
 
     def dry_run(self, params: dict[str, Any], ctx: InjectionContext) -> str:
         try:
-            dsn = _resolve(_pg_dsn, params, ctx)
+            dsn = self.address(params, ctx)
             with pg_connect(dsn, HELPER_APP_PREFIX + "dryrun") as conn:
                 plan = plan_exhaust(
                     conn,
@@ -532,7 +536,7 @@ class PgExhaustConnectionsInjector(Injector):
         )
 
     def inject(self, params: dict[str, Any], ctx: InjectionContext) -> dict[str, Any]:
-        dsn = _resolve(_pg_dsn, params, ctx)
+        dsn = self.address(params, ctx)
         _remaining(ctx)
         payload = {
             "dsn": dsn,
@@ -561,7 +565,7 @@ class PgExhaustConnectionsInjector(Injector):
         _stop_helper(handle.get("helper_pid"), handle.get("helper_create_time"))
         backends = [(int(p), str(s)) for p, s in handle.get("backends") or []]
         if backends:
-            dsn = _resolve(_pg_dsn, {"connection": handle.get("connection")}, ctx)
+            dsn = self.address({"connection": handle.get("connection")}, ctx)
             _terminate_recorded(dsn, backends, _helper_gone(handle))
 
 
@@ -590,20 +594,17 @@ class RedisPauseParams(RedisParams):
         return value.upper() if isinstance(value, str) else value
 
 
-class RedisClientPauseInjector(Injector):
+class RedisClientPauseInjector(_DatabaseInjector):
     """``CLIENT PAUSE`` for the time left until expiry: the server lifts it by itself."""
 
     name = "database.redis_client_pause"
-    family = "database"
+    locate = staticmethod(_redis_url)
     summary = "Pause Redis clients (writes or all commands) until expiry; server-side expiry."
     params_model = RedisPauseParams
 
-    def check_target(self, params: dict[str, Any], target_config: dict[str, Any]) -> None:
-        _redis_url(params, target_config)
-
     def dry_run(self, params: dict[str, Any], ctx: InjectionContext) -> str:
         try:
-            url = _resolve(_redis_url, params, ctx)
+            url = self.address(params, ctx)
         except InjectionError as exc:
             return f"{self.name}: inject would fail: {exc}"
         ms = max(0, math.ceil((ctx.expires_at - time.time()) * 1000))
@@ -613,7 +614,7 @@ class RedisClientPauseInjector(Injector):
         )
 
     def inject(self, params: dict[str, Any], ctx: InjectionContext) -> dict[str, Any]:
-        url = _resolve(_redis_url, params, ctx)
+        url = self.address(params, ctx)
         ms = math.ceil(_remaining(ctx) * 1000)
         try:
             with _redis(url) as client:
@@ -638,7 +639,7 @@ class RedisClientPauseInjector(Injector):
         """
         if time.time() >= float(handle.get("until") or 0):
             return
-        url = _resolve(_redis_url, {"connection": handle.get("connection")}, ctx)
+        url = self.address({"connection": handle.get("connection")}, ctx)
         try:
             with _redis(url) as client:
                 client.execute_command("CLIENT", "UNPAUSE")
@@ -689,20 +690,17 @@ def _describe_client_filters(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={params[k]!r}" for k in keys if params.get(k) is not None)
 
 
-class RedisClientKillInjector(Injector):
+class RedisClientKillInjector(_DatabaseInjector):
     """``CLIENT KILL ID`` a share of the matching clients; never the injector's own."""
 
     name = "database.redis_client_kill"
-    family = "database"
+    locate = staticmethod(_redis_url)
     summary = "Disconnect matching Redis clients (by type, address, name, db); no revert."
     params_model = RedisKillParams
 
-    def check_target(self, params: dict[str, Any], target_config: dict[str, Any]) -> None:
-        _redis_url(params, target_config)
-
     def dry_run(self, params: dict[str, Any], ctx: InjectionContext) -> str:
         try:
-            url = _resolve(_redis_url, params, ctx)
+            url = self.address(params, ctx)
             with _redis(url) as client:
                 found = _matching_clients(client, params)
         except InjectionError as exc:
@@ -718,7 +716,7 @@ class RedisClientKillInjector(Injector):
         )
 
     def inject(self, params: dict[str, Any], ctx: InjectionContext) -> dict[str, Any]:
-        url = _resolve(_redis_url, params, ctx)
+        url = self.address(params, ctx)
         killed = []
         try:
             with _redis(url) as client:
@@ -773,7 +771,7 @@ class RedisMaxmemoryParams(RedisParams):
     allow_evictions: bool = False
 
 
-class RedisMaxmemoryInjector(Injector):
+class RedisMaxmemoryInjector(_DatabaseInjector):
     """Lower ``maxmemory`` (and maybe the policy); restore the exact old values later.
 
     Refusal rule: if the effective policy evicts keys (anything but ``noeviction``) and
@@ -784,12 +782,9 @@ class RedisMaxmemoryInjector(Injector):
     """
 
     name = "database.redis_maxmemory"
-    family = "database"
+    locate = staticmethod(_redis_url)
     summary = "Lower Redis maxmemory (and policy) until expiry; the old values are restored."
     params_model = RedisMaxmemoryParams
-
-    def check_target(self, params: dict[str, Any], target_config: dict[str, Any]) -> None:
-        _redis_url(params, target_config)
 
     @staticmethod
     def _plan(client: redis.Redis, params: dict[str, Any]) -> tuple[dict, dict, int, str | None]:
@@ -809,7 +804,7 @@ class RedisMaxmemoryInjector(Injector):
 
     def dry_run(self, params: dict[str, Any], ctx: InjectionContext) -> str:
         try:
-            url = _resolve(_redis_url, params, ctx)
+            url = self.address(params, ctx)
             with _redis(url) as client:
                 old, new, used, refusal = self._plan(client, params)
         except InjectionError as exc:
@@ -826,7 +821,7 @@ class RedisMaxmemoryInjector(Injector):
         )
 
     def inject(self, params: dict[str, Any], ctx: InjectionContext) -> dict[str, Any]:
-        url = _resolve(_redis_url, params, ctx)
+        url = self.address(params, ctx)
         _remaining(ctx)
         try:
             with _redis(url) as client:
@@ -860,7 +855,7 @@ class RedisMaxmemoryInjector(Injector):
         """Restore first, retire the helper second: a failed restore leaves it armed."""
         if "old" not in handle or "new" not in handle:
             raise InjectionError("malformed handle: old/new settings missing")
-        url = _resolve(_redis_url, {"connection": handle.get("connection")}, ctx)
+        url = self.address({"connection": handle.get("connection")}, ctx)
         try:
             with _redis(url) as client:
                 for note in restore_maxmemory(client, handle["old"], handle["new"]):
