@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "audit",
     "injectors",
@@ -82,12 +83,13 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-# Swagger UI (/api/v1/docs/) loads its assets from jsDelivr, hence that one origin.
+# Every asset is served by SCEP itself (Swagger UI too, from drf-spectacular-sidecar), so
+# no other origin is allowed; Swagger UI's bootstrap script is inline.
 SCEP_CSP = env_str(
     "SCEP_CSP",
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "img-src 'self' data: https://cdn.jsdelivr.net; object-src 'none'; base-uri 'self'; "
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; "
+    "style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; object-src 'none'; base-uri 'self'; "
     "frame-ancestors 'none'; form-action 'self'",
 )
 # Login throttling: this many failures per (username, address) lock it for the window.
@@ -178,6 +180,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Smart Chaos Engineering Platform: targets, experiments, runs, findings.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and Redoc from the installed sidecar package: nothing from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "RunStatusEnum": "experiments.choices.RunStatus",
         "SuggestionStatusEnum": "analysis.models.SuggestionStatus",
