@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import IntegrityError
+from django.db import DataError, IntegrityError
 from django.db.models import ProtectedError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
@@ -91,6 +91,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return error_response(str(exc), status_code=status.HTTP_409_CONFLICT)
     if isinstance(exc, ProtectedError):
         return error_response(_protected_detail(exc), status_code=status.HTTP_409_CONFLICT)
+    if isinstance(exc, DataError):
+        # The database refused a value outright (found by schemathesis on PostgreSQL: a NUL
+        # character in a query parameter). Bad input, not a server fault.
+        return error_response(
+            "a value in the request cannot be used (e.g. it contains a NUL character)"
+        )
     if isinstance(exc, IntegrityError):
         # Serializers check uniqueness first; this only catches a concurrent duplicate.
         return error_response(

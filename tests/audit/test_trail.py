@@ -218,3 +218,16 @@ def test_faults_applied_and_reverted_are_audited_with_their_source(target: Any) 
     ]
     assert entries[0].changes["state"] == {"before": "pending", "after": "active"}
     assert entries[1].changes["reason"] == "done"
+
+
+def test_a_nul_character_in_a_filter_is_a_400_not_a_500(
+    admin_client: Any, trail: list[AuditEntry]
+) -> None:
+    # PostgreSQL refuses NUL in text (DataError); SQLite simply finds nothing.
+    response = admin_client.get("/api/v1/audit/", {"actor": "a\x00b"})
+    if connection.vendor == "postgresql":
+        assert response.status_code == 400, response.content
+        assert "NUL" in response.json()["detail"]
+    else:
+        assert response.status_code == 200
+        assert response.json()["results"] == []
