@@ -20,6 +20,7 @@ from experiments.models import Experiment, ExperimentVersion, KillSwitch, Run, R
 from experiments.services import access, catalog, runs
 from experiments.spec import SpecError, load_spec_text, validate_spec
 from injectors.models import ActiveFault
+from scep.permissions import ADMIN, APPROVER, OPERATOR, VIEWER, has_role
 
 SOURCE = AuditSource.ADMIN
 
@@ -214,10 +215,15 @@ class RunAdmin(TeamScopedAdminMixin, admin.ModelAdmin):
             return False
         return super().has_delete_permission(request, obj)
 
-    @admin.action(description="Abort selected runs")
+    def has_scep_operator_permission(self, request: HttpRequest) -> bool:
+        return access.highest_role(request.user) in (OPERATOR, APPROVER, ADMIN)
+
+    @admin.action(description="Abort selected runs", permissions=["scep_operator"])
     def abort_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
         aborted = 0
-        for run in queryset:
+        for run in queryset.select_related("experiment"):
+            if access.team_role(request.user, run.experiment.team_id) in (None, VIEWER):
+                continue  # the operator role is needed in the run's own team
             try:
                 runs.abort_run(run, actor=request.user, source=SOURCE, reason="aborted in admin")
                 aborted += 1
@@ -246,11 +252,21 @@ class KillSwitchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("reason", "engaged_by")
     actions = ("engage", "release")
 
+    # The same roles as the API: operators may pull the switch, only admins let go.
+    def has_scep_operator_permission(self, request: HttpRequest) -> bool:
+        return has_role(request.user, OPERATOR)
+
+    def has_scep_admin_permission(self, request: HttpRequest) -> bool:
+        return has_role(request.user, ADMIN)
+
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         KillSwitch.get()  # make the single row exist, so there is something to act on
         return super().get_queryset(request)
 
-    @admin.action(description="Engage the kill switch (abort runs, revert faults)")
+    @admin.action(
+        description="Engage the kill switch (abort runs, revert faults)",
+        permissions=["scep_operator"],
+    )
     def engage(self, request: HttpRequest, queryset: QuerySet) -> None:
         counts = runs.engage_kill_switch(actor=request.user, source=SOURCE, reason="from admin")
         self.message_user(
@@ -260,7 +276,7 @@ class KillSwitchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             messages.WARNING,
         )
 
-    @admin.action(description="Release the kill switch")
+    @admin.action(description="Release the kill switch", permissions=["scep_admin"])
     def release(self, request: HttpRequest, queryset: QuerySet) -> None:
         runs.release_kill_switch(actor=request.user, source=SOURCE)
         self.message_user(request, "Kill switch released.", messages.SUCCESS)
