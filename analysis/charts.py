@@ -131,6 +131,53 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}"
 
 
+#: Text of the 10 px labels is estimated at this many pixels per character (a little
+#: wider than system-ui's average, so an estimate errs towards keeping labels apart).
+_CHAR_W = 6.2
+
+
+def _text_box(text: str, x: float, y: float, anchor: str) -> tuple[float, float, float, float]:
+    """The (x0, y0, x1, y1) box a 10 px label at baseline ``y`` covers, estimated."""
+    w = _CHAR_W * len(text)
+    x0 = x - w if anchor == "end" else x - w / 2 if anchor == "middle" else x
+    return (x0, y - 9.0, x0 + w, y + 2.0)
+
+
+def _overlaps(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _place_label(
+    text: str,
+    wanted: Sequence[float],
+    taken: list[tuple[float, float, float, float]],
+    left: float,
+    top: float,
+    plot_w: float,
+    plot_h: float,
+) -> tuple[float, float, str]:
+    """Where a threshold label goes: the first baseline of ``wanted`` (then lanes under
+    the phase labels) at the plot's right or left end whose box stays inside the plot and
+    clear of every label in ``taken``. Why: a threshold near the top of the range used to
+    print its label over the "recovery" phase label. The chosen box is added to ``taken``
+    so several thresholds do not stack on each other either."""
+    lanes = [*wanted, *(top + 24 + 12 * k for k in range(int(plot_h // 12)))]
+    first = None
+    for ty in lanes:
+        if ty - 9 < top or ty + 2 > top + plot_h:
+            continue
+        for tx, anchor in ((left + plot_w - 4, "end"), (left + 4, "start")):
+            box = _text_box(text, tx, ty, anchor)
+            first = first or (tx, ty, anchor, box)
+            if not any(_overlaps(box, other) for other in taken):
+                taken.append(box)
+                return tx, ty, anchor
+    tx, ty, anchor, box = first or (left + plot_w - 4, top + plot_h - 4, "end", None)
+    if box is not None:
+        taken.append(box)
+    return tx, ty, anchor
+
+
 def _legend(items: Iterable[str], x: float, y: float) -> str:
     return f'<g class="c-legendrow" transform="translate({x:.0f},{y:.0f})">{"".join(items)}</g>'
 
@@ -205,9 +252,11 @@ def metric_chart(
         if mask.any():
             spans[phase] = [float(ts[mask].min()), float(ts[mask].max())]
     ordered = sorted(spans.items(), key=lambda item: item[1][0])
+    taken: list[tuple[float, float, float, float]] = []  # label boxes inside the plot
     for i, (phase, (lo, hi)) in enumerate(ordered):
         end = ordered[i + 1][1][0] if i + 1 < len(ordered) else hi
         xa, xb = x(lo), x(max(hi, end))
+        taken.append(_text_box(phase, xa + 3, top + 11, "start"))
         parts.append(
             f'<rect class="c-phase c-phase-{_e(phase)}" x="{xa:.1f}" y="{top}" '
             f'width="{max(xb - xa, 1.0):.1f}" height="{plot_h}" fill="{PHASE_COLOURS[phase]}">'
@@ -238,23 +287,24 @@ def metric_chart(
         f'<text x="13" y="{top + plot_h / 2}" text-anchor="middle" class="c-axislabel" '
         f'transform="rotate(-90 13 {top + plot_h / 2})">{_e(unit or "value")}</text>'
     )
-    # Thresholds.
+    # Thresholds: the line spans the plot; its label goes where it hides no other label.
     for th in shown:
         if v0 <= th.value <= v1:
             yv = y(th.value)
             parts.append(
                 f'<line x1="{left}" y1="{yv:.1f}" x2="{left + plot_w}" y2="{yv:.1f}" '
                 f'class="c-threshold"><title>{_e(th.label)}</title></line>'
-                f'<text x="{left + plot_w - 3}" y="{yv - 3:.1f}" text-anchor="end" '
-                f'class="c-thlabel">{_e(th.label)}</text>'
             )
+            text, wanted = th.label, (yv - 3, yv + 12)
         else:
             where = "above" if th.value > v1 else "below"
-            ty = top + 10 if where == "above" else top + plot_h - 4
-            parts.append(
-                f'<text x="{left + plot_w - 3}" y="{ty}" text-anchor="end" '
-                f'class="c-thlabel">{_e(th.label)} ({where} the chart)</text>'
-            )
+            text = f"{th.label} ({where} the chart)"
+            wanted = (top + 10,) if where == "above" else (top + plot_h - 4,)
+        tx, ty, anchor = _place_label(text, wanted, taken, left, top, plot_w, plot_h)
+        parts.append(
+            f'<text x="{tx:.1f}" y="{ty:.1f}" text-anchor="{anchor}" '
+            f'class="c-thlabel">{_e(text)}</text>'
+        )
     # Injection and revert instants.
     for when, cls, text in ((injected_at, "inject", "inject"), (reverted_at, "revert", "revert")):
         t = to_epoch(when)

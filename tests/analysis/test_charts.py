@@ -3,6 +3,7 @@ anomalous points and thresholds, and robust to gaps and odd input."""
 
 from __future__ import annotations
 
+import itertools
 import xml.etree.ElementTree as ET
 from itertools import pairwise
 
@@ -102,3 +103,69 @@ def test_a_constant_series_and_iso_timestamps_render():
     )
     root = parse(svg)
     assert any(el.get("class") == "c-inject" for el in root.iter())
+
+
+def boxes(root: ET.Element, cls: str) -> list[tuple[str, tuple[float, float, float, float]]]:
+    """Estimated boxes of the 10 px labels of class ``cls``, from the SVG's own text
+    coordinates (6 px a character, 9 px above the baseline and 2 below)."""
+    out = []
+    for t in root.iter(f"{SVG}text"):
+        if cls not in (t.get("class") or "").split():
+            continue
+        x, y, w = float(t.get("x")), float(t.get("y")), 6.0 * len(t.text or "")
+        anchor = t.get("text-anchor") or "start"
+        x0 = x - w if anchor == "end" else x - w / 2 if anchor == "middle" else x
+        out.append((t.text or "", (x0, y - 9, x0 + w, y + 2)))
+    return out
+
+
+def overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def test_threshold_labels_do_not_cover_the_phase_labels_or_each_other():
+    # The demo's error rate: flat at zero under a 0.01 rule, so the threshold sits at the
+    # top of the range, right where the phase labels are printed.
+    ts, _, phases = series()
+    labels = [
+        Threshold(0.01, "rule: API errors stay under 1 % 0.01"),
+        Threshold(0.0099, "stop if > 0.0099"),
+        Threshold(5.0, "rule: far above 5"),
+    ]
+    errors = [0.002 if i == 15 else 0.0 for i in range(len(ts))]
+    root = parse(
+        metric_chart(
+            "api_error_rate",
+            "ratio",
+            ts,
+            errors,
+            phases,
+            injected_at=T0 + 10,
+            reverted_at=T0 + 20,
+            thresholds=labels,
+        )
+    )
+    bands = boxes(root, "c-band")
+    assert {"baseline", "during", "recovery", "inject", "revert"} <= {t for t, _ in bands}
+    th = boxes(root, "c-thlabel")
+    assert [t for t, _ in th] == [
+        "rule: API errors stay under 1 % 0.01",
+        "stop if > 0.0099",
+        "rule: far above 5 (above the chart)",
+    ]
+    width, height = float(root.get("width")), float(root.get("height"))
+    for text, box in th:
+        assert box[0] >= 0 and box[2] <= width and box[1] >= 0 and box[3] <= height, text
+        for other, obox in bands:
+            assert not overlap(box, obox), f"{text!r} covers {other!r}"
+    for (a, abox), (b, bbox) in itertools.combinations(th, 2):
+        assert not overlap(abox, bbox), f"{a!r} covers {b!r}"
+
+
+def test_a_threshold_label_stays_next_to_its_line_when_there_is_room():
+    ts, vs, phases = series()
+    root = parse(metric_chart("m", "ms", ts, vs, phases, thresholds=[Threshold(35.0, "p95")]))
+    line = next(ln for ln in root.iter(f"{SVG}line") if ln.get("class") == "c-threshold")
+    label = next(t for t in root.iter(f"{SVG}text") if t.get("class") == "c-thlabel")
+    assert label.text == "p95"
+    assert abs(float(label.get("y")) + 3 - float(line.get("y1"))) < 0.2  # 3 px above it
