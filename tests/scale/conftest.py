@@ -83,11 +83,19 @@ def switch_broker(settings: Any, url: str) -> Callable[[], None]:
             app._pool = None
         app.amqp._producer_pool = None
 
+    # Celery reads CELERY_BROKER_URL from the environment before its configuration.
+    saved_env = os.environ.get("CELERY_BROKER_URL")
+    os.environ["CELERY_BROKER_URL"] = url
     settings.CELERY_BROKER_URL = url
     app.conf.update(broker_url=url, broker_transport=None, broker_transport_options={})
     reset()
+    assert app.connection_for_write().as_uri().split("://")[0] == url.split("://")[0]
 
     def restore() -> None:
+        if saved_env is None:
+            os.environ.pop("CELERY_BROKER_URL", None)
+        else:
+            os.environ["CELERY_BROKER_URL"] = saved_env
         app.conf.update(saved)
         reset()
 
