@@ -22,7 +22,15 @@ from typing import Any
 
 from analysis.charts import to_epoch
 from analysis.core.engine import jsonable
-from analysis.report import render_html, render_json
+from analysis.report import (
+    GLANCE_HEADERS,
+    format_evidence,
+    glance_cells,
+    glance_rows,
+    key_figures,
+    render_html,
+    render_json,
+)
 
 __all__ = [
     "ADVERSE_KINDS",
@@ -130,6 +138,29 @@ def _flat(value: Any) -> str:
     return _num(value) if isinstance(value, int | float | bool) or value is None else str(value)
 
 
+def _evidence_lines(
+    evidence: Mapping[str, Any], unit: str, instants: tuple[float | None, float | None]
+) -> list[str]:
+    """Evidence as a bullet list with readable values; a nested mapping (the per-phase
+    statistics, the detector votes) becomes indented bullets rather than one flat line."""
+    lines = []
+    for key, value in evidence.items():
+        if isinstance(value, Mapping) and value:
+            lines.append(f"- {key}:")
+            for k, v in value.items():
+                if isinstance(v, Mapping):
+                    text = ", ".join(
+                        f"{kk} {format_evidence(str(kk), vv, unit, instants)}"
+                        for kk, vv in v.items()
+                    )
+                else:
+                    text = format_evidence(str(k), v, unit if key != "detectors" else "", instants)
+                lines.append(f"  - {k}: {text}")
+        else:
+            lines.append(f"- {key}: {format_evidence(str(key), value, unit, instants)}")
+    return lines
+
+
 def _rule_text(rule: Mapping[str, Any]) -> str:
     rel = " x baseline" if rule.get("relative") == "baseline" else ""
     return (
@@ -142,7 +173,10 @@ def _rule_text(rule: Mapping[str, Any]) -> str:
 
 
 def to_markdown(report: Mapping[str, Any]) -> str:
-    """The report as GitHub-flavoured Markdown (tables, no HTML), for tickets and wikis."""
+    """The report as GitHub-flavoured Markdown, for tickets and wikis, in the HTML
+    report's order (summary and hypothesis, at a glance, what to fix, findings,
+    suggestions, timeline; no charts). The only HTML is the ``<details>`` block that
+    folds each finding's full evidence, which GitHub and GitLab render as a toggle."""
     report = jsonable(report)
     run = report.get("run") or {}
     analysis = report.get("analysis") or {}
@@ -176,7 +210,7 @@ def to_markdown(report: Mapping[str, Any]) -> str:
         out += ["", str(analysis["reason"])]
 
     rules = analysis.get("rules") or []
-    out += ["", "## Hypothesis rules", ""]
+    out += ["", "### Hypothesis", ""]
     if rules:
         out += ["| rule | check | observed | threshold | result |", "|---|---|---|---|---|"]
         for r in rules:
@@ -188,10 +222,32 @@ def to_markdown(report: Mapping[str, Any]) -> str:
     else:
         out.append("No rules were given.")
 
+    rows = glance_rows(report)
+    if rows:
+        out += [
+            "",
+            "## At a glance",
+            "",
+            "Medians before, during and after the fault; change is during vs baseline.",
+            "",
+            "| " + " | ".join(GLANCE_HEADERS) + " |",
+            "|---|" + "---:|" * 4 + "---|---:|---:|",
+        ]
+        out += ["| " + " | ".join(_cell(c) for c in glance_cells(row)) + " |" for row in rows]
+    out.append("")
+
+    recs = analysis.get("recommendations") or []
+    if recs:
+        out += ["## What to fix", ""]
+        for i, item in enumerate(recs, 1):
+            out.append(f"{i}. **{item.get('title', '')}** — {item.get('advice', '')}")
+        out.append("")
+
     findings = analysis.get("findings") or []
-    out += ["", "## Findings", ""]
+    out += ["## Findings", ""]
     if not findings:
-        out.append("No findings.")
+        out += ["No findings.", ""]
+    instants = (to_epoch(run.get("injected_at")), to_epoch(run.get("reverted_at")))
     for f in findings:
         conf = f.get("confidence")
         conf_text = f"{conf * 100:.0f}%" if isinstance(conf, int | float) else "n/a"
@@ -202,17 +258,14 @@ def to_markdown(report: Mapping[str, Any]) -> str:
         ]
         if f.get("summary"):
             out += ["", str(f["summary"])]
+        figures = key_figures(f)
+        if figures:
+            out += ["", " · ".join(f"{label} **{text}**" for label, text in figures)]
         evidence = f.get("evidence") or {}
         if evidence:
-            out.append("")
-            out += [f"- {k}: {_flat(v)}" for k, v in evidence.items()]
-        out.append("")
-
-    recs = analysis.get("recommendations") or []
-    if recs:
-        out += ["## What to fix", ""]
-        for i, item in enumerate(recs, 1):
-            out.append(f"{i}. **{item.get('title', '')}** — {item.get('advice', '')}")
+            out += ["", "<details><summary>All evidence</summary>", ""]
+            out += _evidence_lines(evidence, str(evidence.get("unit") or ""), instants)
+            out += ["", "</details>"]
         out.append("")
 
     suggestions = report.get("suggestions") or []
@@ -222,27 +275,6 @@ def to_markdown(report: Mapping[str, Any]) -> str:
             out.append(
                 f"{i}. **{item.get('title', '')}** ({item.get('kind', '')}, "
                 f"suggestion #{item.get('id', '')}) — {item.get('rationale', '')}"
-            )
-        out.append("")
-
-    metrics = analysis.get("metrics") or {}
-    if metrics:
-        out += [
-            "## Metrics",
-            "",
-            "| metric | unit | baseline mean | during mean | recovery mean | "
-            "during vs baseline | p-value |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for name, m in metrics.items():
-            phases = m.get("phases") or {}
-            during = m.get("during") or {}
-            means = " | ".join(
-                _num((phases.get(p) or {}).get("mean")) for p in ("baseline", "during", "recovery")
-            )
-            out.append(
-                f"| {_cell(name)} | {_cell(m.get('unit', ''))} | {means} | "
-                f"{_cell(during.get('outcome', 'n/a'))} | {_num(during.get('p_value'))} |"
             )
         out.append("")
 

@@ -46,7 +46,19 @@ def report(**analysis_overrides) -> dict:
             },
         ],
         "metrics": {
-            "latency": {"unit": "ms", "phases": {"baseline": {"mean": 10.0}}},
+            "latency": {
+                "unit": "ms",
+                "phases": {
+                    "baseline": {"mean": 10.0, "p50": 9.75},
+                    "during": {"mean": 310.0, "p50": 309.5},
+                    "recovery": {"mean": 11.0, "p50": 10.25},
+                },
+                "during": {"outcome": "degraded", "relative_effect": 30.74},
+                "outcome": "degraded",
+                "recovery_outcome": "ok",
+                "time_to_impact": {"seconds": 1.5, "detected_at": T0 + 21.5},
+                "time_to_recover": {"seconds": 5.5, "recovered": True, "recovered_at": T0 + 45.5},
+            },
             "errors": {"unit": "ratio", "phases": {}},
             "cpu": {"unit": "%", "phases": {}},
         },
@@ -58,7 +70,22 @@ def report(**analysis_overrides) -> dict:
                 "confidence": 0.9,
                 "title": "latency degraded during the fault (+3000%)",
                 "summary": "median 10 → 310 ms",
-                "evidence": {"shift": 300.0, "p_value": 1e-6},
+                "evidence": {
+                    "unit": "ms",
+                    "shift": 300.0,
+                    "shift_ci": [296.0, 304.0],
+                    "ci_level": 0.95,
+                    "p_value": 1e-6,
+                    "relative_effect": 30.74,
+                    "time_to_impact_s": 1.5,
+                    "time_to_recover_s": 5.5,
+                    "recovered_at": T0 + 45.5,
+                    "phases": {
+                        "baseline": {"n": 20, "median": 9.75},
+                        "during": {"n": 20, "median": 309.5},
+                    },
+                    "detectors": {"rank": 1.0, "cusum": 0.5},
+                },
             },
             {
                 "kind": "no_impact",
@@ -238,3 +265,115 @@ def test_the_api_answers_400_for_an_unknown_format_and_401_without_credentials(
 def test_the_export_endpoint_is_in_the_openapi_schema(viewer_client):
     schema = viewer_client.get("/api/v1/schema/?format=json").json()
     assert "/api/v1/runs/{id}/export/{fmt}/" in schema["paths"]
+
+
+# --- readable at a glance: order, the glance table, key figures, folded evidence --------
+
+HTML_ORDER = [
+    'id="report-summary"',
+    "<h3>Hypothesis</h3>",
+    'id="report-glance"',
+    'id="report-metrics"',
+    '<section class="metric" data-metric="latency">',  # the first chart
+    'id="report-fix"',
+    'id="report-findings"',
+    'id="report-suggestions"',
+    'id="report-timeline"',
+]
+MD_ORDER = [
+    "**Verdict: FAILED**",
+    "### Hypothesis",
+    "## At a glance",
+    "## What to fix",
+    "## Findings",
+    "## Suggested next experiments",
+    "## Timeline",
+]
+
+
+def positions(text: str, markers: list[str]) -> list[int]:
+    found = [text.find(m) for m in markers]
+    assert -1 not in found, [m for m, i in zip(markers, found, strict=True) if i < 0]
+    return found
+
+
+def test_html_and_markdown_sections_come_in_the_glance_first_order():
+    html = export_report(report(), "html").content
+    found = positions(html, HTML_ORDER)
+    assert found == sorted(found), [m for _, m in sorted(zip(found, HTML_ORDER, strict=True))]
+    assert html.find("<svg") > html.find('id="report-glance"')  # charts after the table
+    md = to_markdown(report())
+    found = positions(md, MD_ORDER)
+    assert found == sorted(found), [m for _, m in sorted(zip(found, MD_ORDER, strict=True))]
+
+
+def glance_html(html: str) -> dict[str, list[str]]:
+    table = re.search(r'<table class="glance">(.*?)</table>', html, re.S).group(1)
+    rows = {}
+    for name, cells in re.findall(r'<tr data-metric="([^"]+)">(.*?)</tr>', table, re.S):
+        rows[name] = [
+            re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", cells)
+        ]
+    return rows
+
+
+def number(text: str) -> float:
+    return float(re.match(r"[+-]?[\d.]+(e[+-]?\d+)?", text).group(0))
+
+
+def test_the_glance_table_shows_the_report_dicts_medians_change_and_times():
+    data = report()
+    latency = data["analysis"]["metrics"]["latency"]
+    rows = glance_html(export_report(data, "html").content)
+    assert list(rows) == ["latency", "errors", "cpu"]  # one row per metric, in order
+    cells = rows["latency"]
+    assert cells[0] == "latency"
+    for cell, phase in zip(cells[1:4], ("baseline", "during", "recovery"), strict=True):
+        assert cell.endswith(" ms") and number(cell) == latency["phases"][phase]["p50"]
+    assert cells[4] == "+3074 %"  # relative_effect 30.74 as a percentage
+    assert number(cells[4]) == round(latency["during"]["relative_effect"] * 100)
+    assert cells[5] == "degraded, after: ok"
+    assert number(cells[6]) == latency["time_to_impact"]["seconds"] and cells[6].endswith(" s")
+    assert number(cells[7]) == latency["time_to_recover"]["seconds"]
+    assert rows["errors"][1:4] == ["n/a", "n/a", "n/a"]  # no phases: said, not invented
+    md = to_markdown(data)
+    row = "| latency | 9.75 ms | 309.5 ms | 10.25 ms | +3074 % | degraded, after: ok | 1.5 s |"
+    assert f"{row} 5.5 s |" in md
+
+
+def test_epoch_timestamps_are_never_printed_raw():
+    data = report()
+    html, md = export_report(data, "html").content, to_markdown(data)
+    for text in (html, md):
+        assert "1.7e+09" not in text and "1700000045" not in text and "1.700000" not in text
+        # the instant as UTC time, placed relative to the revert (T0 + 40)
+        assert "2023-11-14 22:14:05 UTC (5.5 s after the revert)" in text
+
+
+def test_findings_lead_with_key_figures_and_fold_the_evidence_into_a_readable_table():
+    html = export_report(report(), "html").content
+    finding = html[html.index('id="report-findings"') :]
+    first = finding[: finding.index("</section>")]
+    figures = dict(re.findall(r"<dt>([^<]*)</dt><dd>([^<]*)</dd>", first))
+    assert figures["p-value"] == "1e-06"
+    assert figures["shift"] == "+300 ms [95 % CI 296 … 304]"
+    assert figures["vs baseline"] == "+3074 %"
+    assert figures["time to impact"] == "1.5 s after injection"
+    assert figures["time to recover"] == "5.5 s after the revert"
+    assert first.index('<dl class="figures">') < first.index('<details class="evidence">')
+    details = first[first.index("<details") : first.index("</details>")]
+    assert "<summary>All evidence (11 values)</summary>" in details
+    assert "<tr><th>shift_ci</th><td>[296, 304] ms</td></tr>" in details
+    assert "<tr><th>ci_level</th><td>95 %</td></tr>" in details
+    # a nested mapping is a sub-table (phases as a grid), not "baseline=n=20, median=..."
+    phases = re.search(r"<th>phases</th><td>(<table class=\"sub\">.*?</table>)</td>", details)
+    assert phases and "<th>median</th>" in phases.group(1) and "309.5 ms" in phases.group(1)
+    assert "=" not in re.sub(r"<[^>]+>", "", details)
+    # a finding without evidence has no empty fold
+    assert html.count('<details class="evidence">') == 1
+    # printing shows the folded content
+    css = html[html.index("@media print") :]
+    assert "details::details-content" in css and "content-visibility:visible" in css
+    md = to_markdown(report())
+    assert "<details><summary>All evidence</summary>" in md
+    assert "  - during: n 20, median 309.5 ms" in md and "- detectors:" in md

@@ -234,6 +234,13 @@ def test_the_report_page_has_a_chart_per_metric_and_downloads(viewer_web, judged
     for fmt in ("html", "md", "json", "junit"):
         assert reverse("web:report-export", args=[judged.pk, fmt]) in html
     assert "Findings" in html and "Timeline" in html and "Resilience score" in html
+    # at a glance first: the per-metric table comes before the first chart
+    glance = html.index('<table class="glance">')
+    assert glance < html.index("<svg") < html.index('id="report-findings"')
+    for name in names:
+        assert f'<tr data-metric="{name}">' in html[glance:]
+    css = re.search(r'href="(/static/web/report\.css)"', html).group(1)
+    assert b"table.glance" in b"".join(Client().get(css).streaming_content)
 
 
 def test_report_downloads_come_from_the_export_module(viewer_web, judged):
