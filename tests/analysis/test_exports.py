@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from analysis.exports import FORMATS, UnknownFormat, export_report, to_junit, to_markdown
+from tests.web.test_browser import browser  # noqa: F401  (a real headless Chromium)
 
 T0 = 1_700_000_000.0
 
@@ -377,3 +378,18 @@ def test_findings_lead_with_key_figures_and_fold_the_evidence_into_a_readable_ta
     md = to_markdown(report())
     assert "<details><summary>All evidence</summary>" in md
     assert "  - during: n 20, median 309.5 ms" in md and "- detectors:" in md
+
+
+@pytest.mark.slow
+def test_printing_the_html_export_unfolds_the_evidence(browser, tmp_path):  # noqa: F811
+    """In a real Chromium: the evidence is folded on screen and printed in full."""
+    path = tmp_path / "report.html"
+    path.write_text(export_report(report(), "html").content, encoding="utf-8")
+    browser.get(path.as_uri())
+    script = (
+        "const d = document.querySelector('details.evidence');"
+        "return [d.open, d.querySelector('table.evidence').checkVisibility()];"
+    )
+    assert browser.execute_script(script) == [False, False]  # folded on screen
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
+    assert browser.execute_script(script) == [False, True]  # unfolded on paper
