@@ -374,7 +374,8 @@ def metric_chart(
     if to_epoch(reverted_at) is not None:
         add('<line x1="8" y1="-6" x2="8" y2="6" class="c-revert"/>', "revert", 62)
     if marked:
-        add('<circle cx="8" cy="0" r="3.5" class="c-anomaly"/>', f"anomalous ({marked})", 100)
+        text = f"anomalous ({marked})"
+        add('<circle cx="8" cy="0" r="3.5" class="c-anomaly"/>', text, 34 + 6 * len(text))
     if shown:
         add('<line x1="0" y1="0" x2="16" y2="0" class="c-threshold"/>', "threshold", 75)
     parts.append(_legend(items, left, height - 10))

@@ -169,3 +169,29 @@ def test_a_threshold_label_stays_next_to_its_line_when_there_is_room():
     label = next(t for t in root.iter(f"{SVG}text") if t.get("class") == "c-thlabel")
     assert label.text == "p95"
     assert abs(float(label.get("y")) + 3 - float(line.get("y1"))) < 0.2  # 3 px above it
+
+
+def test_legend_entries_do_not_run_into_each_other():
+    ts, vs, phases = series()
+    root = parse(
+        metric_chart(
+            "latency",
+            "ms",
+            ts,
+            vs,
+            phases,
+            injected_at=T0 + 10,
+            reverted_at=T0 + 20,
+            anomalies=[(T0 + 10, T0 + 19)],
+            thresholds=[Threshold(40.0, "rule")],
+        )
+    )
+    row = next(g for g in root.iter(f"{SVG}g") if g.get("class") == "c-legendrow")
+    items = []
+    for g in row.findall(f"{SVG}g"):
+        x = float(g.get("transform").removeprefix("translate(").split(",")[0])
+        text = g.find(f"{SVG}text")
+        items.append((text.text, x, x + float(text.get("x")) + 6.0 * len(text.text)))
+    assert [t for t, _, _ in items][-2:] == ["anomalous (10)", "threshold"]
+    for (text, _, end), (following, start, _) in pairwise(items):
+        assert end < start, f"{text!r} runs into {following!r}"
