@@ -7,6 +7,9 @@ command -v prometheus >/dev/null || need+=(prometheus)
 # The web UI's browser tests drive the system Chromium through its chromedriver.
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
+# tests/scale: a run through RabbitMQ (private vhost), agents in network namespaces.
+command -v rabbitmq-server >/dev/null || need+=(rabbitmq-server)
+command -v ip >/dev/null || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -16,6 +16,13 @@ if ! redis_up; then
   redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
     --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
 fi
+# RabbitMQ: tests/scale/test_brokers.py runs one experiment through it (own vhost).
+rabbit_up() { timeout 10 rabbitmqctl -q status >/dev/null 2>&1; }
+if command -v rabbitmq-server >/dev/null && ! rabbit_up; then
+  echo "starting RabbitMQ"
+  rabbitmq-server -detached >/dev/null 2>&1 || true
+  timeout 90 rabbitmqctl -q await_startup >/dev/null 2>&1 || echo "WARNING: RabbitMQ did not start"
+fi
 for _ in $(seq 1 30); do
   if pg_up && redis_up; then exit 0; fi
   sleep 1
