@@ -45,6 +45,9 @@ _SVG_CSS = (
     ".c-anomaly{fill:none;stroke:#d35400;stroke-width:1.5}"
     ".c-threshold{stroke:#7b1fa2;stroke-width:1.2;stroke-dasharray:8 3 2 3}"
     ".c-thlabel{font-size:10px;fill:#7b1fa2}.c-legend{font-size:10px;fill:#333}"
+    # A halo in the background colour keeps labels legible where a line crosses them.
+    ".c-band,.c-thlabel{paint-order:stroke;stroke-width:3px;stroke-linejoin:round}"
+    ".c-thlabel{stroke:#fff;stroke-opacity:.85}"
     ".c-muted{fill:#6b7383}"
 )
 
@@ -131,6 +134,9 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}"
 
 
+#: Height of a legend row; a legend that wraps makes the chart this much taller per row.
+_LEGEND_ROW = 14
+
 #: Text of the 10 px labels is estimated at this many pixels per character (a little
 #: wider than system-ui's average, so an estimate errs towards keeping labels apart).
 _CHAR_W = 6.2
@@ -204,13 +210,17 @@ def metric_chart(
     left, right, top, bottom = 64, 16, 40, 58
     plot_w, plot_h = width - left - right, height - top - bottom
     label = f"{name} ({unit})" if unit else str(name)
-    head = (
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" '
-        f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="{_e(label)}" data-metric="{_e(name)}"><title>{_e(label)}</title>'
-        f"<style>{_SVG_CSS}</style>"
-        f'<text x="{left}" y="16" class="c-title">{_e(label)}</text>'
-    )
+
+    def svg_head(h: int) -> str:
+        return (
+            f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" '
+            f'height="{h}" viewBox="0 0 {width} {h}" role="img" '
+            f'aria-label="{_e(label)}" data-metric="{_e(name)}"><title>{_e(label)}</title>'
+            f"<style>{_SVG_CSS}</style>"
+            f'<text x="{left}" y="16" class="c-title">{_e(label)}</text>'
+        )
+
+    head = svg_head(height)
     ts, vs, ph = _arrays(timestamps, values, phases)
     ok = np.isfinite(ts) & np.isfinite(vs)
     if not ok.any():
@@ -261,7 +271,8 @@ def metric_chart(
             f'<rect class="c-phase c-phase-{_e(phase)}" x="{xa:.1f}" y="{top}" '
             f'width="{max(xb - xa, 1.0):.1f}" height="{plot_h}" fill="{PHASE_COLOURS[phase]}">'
             f"<title>{_e(phase)}</title></rect>"
-            f'<text x="{xa + 3:.1f}" y="{top + 11}" class="c-band">{_e(phase)}</text>'
+            f'<text x="{xa + 3:.1f}" y="{top + 11}" class="c-band" '
+            f'stroke="{PHASE_COLOURS[phase]}">{_e(phase)}</text>'
         )
     # Axes, grid, ticks, labels.
     parts.append(
@@ -346,13 +357,16 @@ def metric_chart(
             f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3.5" class="c-anomaly"/>'
             for a, b in zip(px[inside].tolist(), py[inside].tolist(), strict=True)
         )
-    # Legend: every mark drawn is named, in a row under the axis label.
-    items, lx = [], 0.0
+    # Legend: every mark drawn is named, in rows under the axis label; an entry that
+    # would run past the right edge starts a new row and the chart grows to hold it.
+    items, lx, ly = [], 0.0, 0
 
     def add(symbol: str, text: str, w: float) -> None:
-        nonlocal lx
+        nonlocal lx, ly
+        if lx > 0 and lx + 20 + _CHAR_W * len(text) > width - left - 4:
+            lx, ly = 0.0, ly + _LEGEND_ROW
         items.append(
-            f'<g transform="translate({lx:.0f},0)">{symbol}'
+            f'<g transform="translate({lx:.0f},{ly})">{symbol}'
             f'<text x="20" y="4" class="c-legend">{_e(text)}</text></g>'
         )
         lx += w
@@ -380,4 +394,6 @@ def metric_chart(
         add('<line x1="0" y1="0" x2="16" y2="0" class="c-threshold"/>', "threshold", 75)
     parts.append(_legend(items, left, height - 10))
     parts.append("</svg>")
+    if ly:
+        parts[0] = svg_head(height + ly)
     return "".join(parts)

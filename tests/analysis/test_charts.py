@@ -186,12 +186,44 @@ def test_legend_entries_do_not_run_into_each_other():
             thresholds=[Threshold(40.0, "rule")],
         )
     )
+    items = legend(root)
+    assert [t for t, *_ in items][-2:] == ["anomalous (10)", "threshold"]
+    for (text, _, end, row), (following, start, _, next_row) in pairwise(items):
+        assert end < start or next_row > row, f"{text!r} runs into {following!r}"
+
+
+def legend(root: ET.Element) -> list[tuple[str, float, float, float]]:
+    """(text, x where the entry starts, x where its text ends, row y) per legend entry,
+    in the chart's coordinates."""
     row = next(g for g in root.iter(f"{SVG}g") if g.get("class") == "c-legendrow")
+    ox, oy = map(float, row.get("transform").removeprefix("translate(")[:-1].split(","))
     items = []
     for g in row.findall(f"{SVG}g"):
-        x = float(g.get("transform").removeprefix("translate(").split(",")[0])
+        x, y = map(float, g.get("transform").removeprefix("translate(")[:-1].split(","))
         text = g.find(f"{SVG}text")
-        items.append((text.text, x, x + float(text.get("x")) + 6.0 * len(text.text)))
-    assert [t for t, _, _ in items][-2:] == ["anomalous (10)", "threshold"]
-    for (text, _, end), (following, start, _) in pairwise(items):
-        assert end < start, f"{text!r} runs into {following!r}"
+        end = ox + x + float(text.get("x")) + 6.0 * len(text.text)
+        items.append((text.text, ox + x, end, oy + y))
+    return items
+
+
+def test_a_long_legend_wraps_inside_the_chart_which_grows_to_hold_it():
+    ts, vs, phases = series()
+    root = parse(
+        metric_chart(
+            "a_rather_long_metric_name_p95",
+            "ms",
+            ts,
+            vs,
+            phases,
+            injected_at=T0 + 10,
+            reverted_at=T0 + 20,
+            anomalies=[(T0 + 10, T0 + 19)],
+            thresholds=[Threshold(40.0, "rule")],
+        )
+    )
+    items = legend(root)
+    width, height = float(root.get("width")), float(root.get("height"))
+    assert height > 270 and root.get("viewBox") == f"0 0 {width:.0f} {height:.0f}"
+    assert len({row for *_, row in items}) == 2
+    for text, _, end, row in items:
+        assert end <= width and row + 4 <= height, text
