@@ -382,6 +382,7 @@ svg.chart{max-width:100%;height:auto;background:#fff}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:0}
 dt{color:#6b7383}dd{margin:0}
 .headline{display:flex;flex-wrap:wrap;gap:8px 40px;align-items:flex-start}
+.headline dl{flex:1 1 420px}
 table.glance td,table.glance th{white-space:nowrap}table.glance{font-size:13px}
 dl.figures{display:flex;flex-wrap:wrap;gap:4px 22px;margin:6px 0}
 dl.figures div{display:flex;gap:6px}dl.figures dd{font-weight:600}
