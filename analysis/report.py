@@ -31,6 +31,7 @@ Every key is optional; a missing part renders as "n/a" or an empty section.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -202,6 +203,21 @@ def _instant(value: Any, instants: tuple[float | None, float | None]) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=512)
+def _key_kind(key: str) -> str:
+    """How an evidence key's numbers read (cached: a 50-metric report formats thousands
+    of values under a few dozen distinct keys, and the page has a 300 ms budget)."""
+    if key.endswith(("_at", "_ts")) or key in ("at", "timestamp"):
+        return "instant"
+    if key.endswith("_s") or key == "seconds":
+        return "seconds"
+    if key in _P_KEYS:
+        return "p"
+    if _PERCENT_KEY.search(key):
+        return "fraction" if key in ("ci_level", "confidence") else "change"
+    return "unit" if _UNIT_KEY.search(key) else "plain"
+
+
 def format_evidence(
     key: str, value: Any, unit: str = "", instants: tuple[float | None, float | None] = (None, None)
 ) -> str:
@@ -211,10 +227,27 @@ def format_evidence(
     key = str(key)
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, _NUMBER):
+        if not math.isfinite(value):
+            return "n/a"
+        kind = _key_kind(key)
+        if kind == "plain":
+            return _num(value)
+        if kind == "unit":
+            return _num(value, unit)
+        if kind == "instant":
+            return _instant(value, instants)
+        if kind == "seconds":
+            return _seconds(value)
+        if kind == "p":
+            return f"{value:.2g}"
+        return _percent(value, signed=kind == "change")
     if value is None:
         return "n/a"
+    if isinstance(value, str):
+        return value or "—"
     if isinstance(value, list | tuple):
-        if value and all(_finite(v) is not None for v in value) and _UNIT_KEY.search(key):
+        if value and all(_finite(v) is not None for v in value) and _key_kind(key) == "unit":
             inner = ", ".join(_num(v) for v in value)
             return f"[{inner}] {unit}".strip()
         return "[" + ", ".join(format_evidence(key, v, unit, instants) for v in value) + "]"
@@ -222,19 +255,7 @@ def format_evidence(
         return ", ".join(
             f"{k} {format_evidence(str(k), v, unit, instants)}" for k, v in value.items()
         )
-    if not isinstance(value, _NUMBER):
-        return str(value) if value != "" else "—"
-    if _finite(value) is None:
-        return "n/a"
-    if key.endswith(("_at", "_ts")) or key in ("at", "timestamp"):
-        return _instant(value, instants)
-    if key.endswith("_s") or key == "seconds":
-        return _seconds(value)
-    if key in _P_KEYS:
-        return f"{value:.2g}"
-    if _PERCENT_KEY.search(key):
-        return _percent(value, signed=key not in ("ci_level", "confidence"))
-    return _num(value, unit if _UNIT_KEY.search(key) else "")
+    return str(value)
 
 
 def key_figures(finding: Mapping[str, Any]) -> list[tuple[str, str]]:
