@@ -254,10 +254,26 @@ def test_registry_validation_and_dry_run():
     assert text.startswith("hold the query 300 ms before forwarding it for 30% of queries")
 
 
+def _port_free_for_udp_and_tcp() -> int:
+    """A port both protocols can bind right now (the responder needs both; a UDP-only
+    check lost the race to a TCP listener of another test process once)."""
+    for _ in range(100):
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp,
+        ):
+            udp.bind(("127.0.0.1", 0))
+            port = udp.getsockname()[1]
+            try:
+                tcp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no port free for both UDP and TCP")
+
+
 def test_inject_revert_idempotence_and_expiry(upstream, runtime):
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as spare:
-        spare.bind(("127.0.0.1", 0))
-        port = spare.getsockname()[1]
+    port = _port_free_for_udp_and_tcp()
     host, up_port = upstream.address
     config = {"dns": {"listen": f"127.0.0.1:{port}", "upstream": f"{host}:{up_port}"}}
     addr = ("127.0.0.1", port)
