@@ -3,6 +3,10 @@
 Saving a campaign rewrites its django-celery-beat entry (``services.sync_schedule``) and
 writes an audit entry with source ``admin``, as the API does; executions are facts the
 platform records and are shown read-only.
+
+Teams: staff see the campaigns, executions and game days of their teams only; changing a
+campaign (the form, pause, resume) needs the operator role in its team, and a campaign's
+experiments must belong to its team, as in the API.
 """
 
 from __future__ import annotations
@@ -26,6 +30,11 @@ from campaigns.models import (
     GameDay,
     GameDayNote,
 )
+from campaigns.services import foreign_experiments
+from experiments.admin import TeamScopedAdminMixin
+from experiments.services import access
+from governance.models import Team, default_team_id
+from scep.permissions import ADMIN, APPROVER, OPERATOR
 
 SOURCE = AuditSource.ADMIN
 
@@ -35,6 +44,7 @@ class CampaignForm(forms.ModelForm):
         model = Campaign
         fields = [
             "name",
+            "team",
             "description",
             "mode",
             "concurrency",
@@ -44,8 +54,17 @@ class CampaignForm(forms.ModelForm):
             "paused",
         ]
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "team" in self.fields:
+            self.fields["team"].required = False
+            self.fields["team"].help_text = "empty: the default team"
+
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        if not data.get("team"):
+            data["team"] = Team.objects.get(pk=default_team_id())
+            self.instance.team = data["team"]
         kind = data.get("schedule_kind")
         if kind == ScheduleKind.INTERVAL and not data.get("interval_seconds"):
             self.add_error("interval_seconds", "required for an interval schedule")
@@ -57,20 +76,72 @@ class CampaignForm(forms.ModelForm):
         return data
 
 
+class CampaignItemFormSet(forms.BaseInlineFormSet):
+    """A campaign runs only its own team's experiments."""
+
+    def clean(self) -> None:
+        super().clean()
+        team_id = self.instance.team_id
+        chosen = [
+            form.cleaned_data["experiment"]
+            for form in self.forms
+            if form.cleaned_data.get("experiment") and not form.cleaned_data.get("DELETE")
+        ]
+        foreign = foreign_experiments(team_id, chosen) if team_id else []
+        if foreign:
+            raise forms.ValidationError(
+                f"experiments of another team than the campaign's: {', '.join(foreign)}"
+            )
+
+
+def _operates(request: HttpRequest, team_id: int | None) -> bool:
+    return access.team_role(request.user, team_id) in (OPERATOR, APPROVER, ADMIN)
+
+
 class CampaignItemInline(admin.TabularInline):
     model = CampaignItem
+    formset = CampaignItemFormSet
     extra = 1
     autocomplete_fields = ["experiment"]
 
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(TeamScopedAdminMixin, admin.ModelAdmin):
     form = CampaignForm
     inlines = [CampaignItemInline]
-    list_display = ["name", "mode", "schedule_kind", "interval_seconds", "crontab", "paused"]
+    list_display = [
+        "name",
+        "team",
+        "mode",
+        "schedule_kind",
+        "interval_seconds",
+        "crontab",
+        "paused",
+    ]
     list_filter = ["mode", "schedule_kind", "paused"]
     search_fields = ["name"]
     actions = ["pause", "resume"]
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "team":
+            teams = access.teams_with_role(request.user, OPERATOR)
+            kwargs["queryset"] = (
+                Team.objects.all() if teams is None else Team.objects.filter(pk__in=teams)
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and not _operates(request, obj.team_id):
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and not _operates(request, obj.team_id):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def has_scep_operator_permission(self, request: HttpRequest) -> bool:
+        return access.highest_role(request.user) in (OPERATOR, APPROVER, ADMIN)
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
@@ -87,17 +158,25 @@ class CampaignAdmin(admin.ModelAdmin):
     def delete_model(self, request: HttpRequest, obj: Campaign) -> None:
         services.delete_campaign(obj, actor=request.user, source=SOURCE)
 
-    @admin.action(description="Pause (stop the schedule and further items)")
+    @admin.action(
+        description="Pause (stop the schedule and further items)", permissions=["scep_operator"]
+    )
     def pause(self, request: HttpRequest, queryset: QuerySet) -> None:
+        done = 0
         for campaign in queryset:
-            services.pause_campaign(campaign, actor=request.user, source=SOURCE)
-        messages.info(request, f"{queryset.count()} campaign(s) paused")
+            if _operates(request, campaign.team_id):  # the role counts in its own team
+                services.pause_campaign(campaign, actor=request.user, source=SOURCE)
+                done += 1
+        messages.info(request, f"{done} campaign(s) paused")
 
-    @admin.action(description="Resume")
+    @admin.action(description="Resume", permissions=["scep_operator"])
     def resume(self, request: HttpRequest, queryset: QuerySet) -> None:
+        done = 0
         for campaign in queryset:
-            services.resume_campaign(campaign, actor=request.user, source=SOURCE)
-        messages.info(request, f"{queryset.count()} campaign(s) resumed")
+            if _operates(request, campaign.team_id):
+                services.resume_campaign(campaign, actor=request.user, source=SOURCE)
+                done += 1
+        messages.info(request, f"{done} campaign(s) resumed")
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -118,7 +197,7 @@ class CampaignRunItemInline(ReadOnlyInline):
 
 
 @admin.register(CampaignRun)
-class CampaignRunAdmin(admin.ModelAdmin):
+class CampaignRunAdmin(TeamScopedAdminMixin, admin.ModelAdmin):
     list_display = ["id", "campaign", "trigger", "status", "reason", "created_at", "finished_at"]
     list_filter = ["status", "trigger"]
     inlines = [CampaignRunItemInline]
@@ -137,7 +216,7 @@ class GameDayNoteInline(ReadOnlyInline):
 
 
 @admin.register(GameDay)
-class GameDayAdmin(admin.ModelAdmin):
+class GameDayAdmin(TeamScopedAdminMixin, admin.ModelAdmin):
     list_display = ["name", "campaign", "status", "started_at", "finished_at"]
     list_filter = ["status"]
     readonly_fields = ["status", "execution", "started_at", "finished_at", "created_by"]

@@ -7,6 +7,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 
 from campaigns.choices import ExecutionStatus, GameDayStatus, Mode, ScheduleKind, Trigger
+from governance.models import default_team_id
 
 
 class Campaign(models.Model):
@@ -31,6 +32,13 @@ class Campaign(models.Model):
     interval_seconds = models.PositiveIntegerField(null=True, blank=True)
     crontab = models.CharField(
         max_length=100, blank=True, help_text="five fields: minute hour day month weekday"
+    )
+    team = models.ForeignKey(
+        "governance.Team",
+        default=default_team_id,
+        on_delete=models.PROTECT,
+        related_name="campaigns",
+        help_text="who owns it; its experiments and game days belong to the same team",
     )
     paused = models.BooleanField(default=False)
     periodic_task = models.OneToOneField(

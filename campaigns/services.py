@@ -148,12 +148,37 @@ def _set_items(campaign: Campaign, experiments: Sequence[Experiment]) -> None:
     )
 
 
+def campaign_experiments(campaign: Campaign) -> list[Experiment]:
+    """The campaign's experiments in their order."""
+    return [i.experiment for i in campaign.items.select_related("experiment")]
+
+
 def _describe(campaign: Campaign) -> dict[str, Any]:
     return {
         **{f: getattr(campaign, f) for f in _FIELDS},
+        "team": campaign.team.name,
         "paused": campaign.paused,
         "experiments": [i.experiment.name for i in campaign.items.select_related("experiment")],
     }
+
+
+def foreign_experiments(team_id: int, experiments: Sequence[Experiment]) -> list[str]:
+    """Names of the experiments that are not in the team: a campaign runs only its own
+    team's experiments, so that acting on a campaign never acts in another team."""
+    return [e.name for e in experiments if e.team_id != team_id]
+
+
+def non_members(team_id: int, users: Sequence[Any]) -> list[str]:
+    """Usernames of the users holding no role in the team (game-day observers must)."""
+    from experiments.services.access import team_role
+
+    return sorted(u.username for u in users if team_role(u, team_id) is None)
+
+
+def _check_team(team_id: int, experiments: Sequence[Experiment]) -> None:
+    foreign = foreign_experiments(team_id, experiments)
+    if foreign:
+        raise ValueError(f"experiments of another team: {', '.join(foreign)}")
 
 
 def create_campaign(
@@ -162,14 +187,23 @@ def create_campaign(
     source: str,
     name: str,
     experiments: Sequence[Experiment],
+    team: Any = None,
     **fields: Any,
 ) -> Campaign:
-    """Create a campaign, its ordered items and its beat entry, in one transaction."""
+    """Create a campaign, its ordered items and its beat entry, in one transaction.
+
+    Without ``team`` the campaign belongs to its first experiment's team; every
+    experiment must belong to that team (ValueError otherwise).
+    """
+    team_id = getattr(team, "pk", team) or (experiments[0].team_id if experiments else None)
+    if team_id is not None:
+        _check_team(team_id, experiments)
+        fields["team_id"] = team_id
     with transaction.atomic():
         campaign = Campaign.objects.create(
             name=name,
             created_by=actor if getattr(actor, "pk", None) else None,
-            **{k: v for k, v in fields.items() if k in (*_FIELDS, "paused")},
+            **{k: v for k, v in fields.items() if k in (*_FIELDS, "paused", "team_id")},
         )
         _set_items(campaign, experiments)
         sync_schedule(campaign)
@@ -191,9 +225,13 @@ def update_campaign(
     experiments: Sequence[Experiment] | None = None,
     **fields: Any,
 ) -> Campaign:
-    """Change fields and/or the experiment list; the beat entry follows."""
+    """Change fields, team and/or the experiment list; the beat entry follows."""
+    team = fields.pop("team", None)
+    team_id = getattr(team, "pk", team) or campaign.team_id
+    _check_team(team_id, experiments if experiments is not None else campaign_experiments(campaign))
     with transaction.atomic():
         before = _describe(campaign)
+        campaign.team_id = team_id
         for key, value in fields.items():
             if key in (*_FIELDS, "paused"):
                 setattr(campaign, key, value)
@@ -453,6 +491,10 @@ def advance_all() -> int:
 def create_game_day(
     *, campaign: Campaign, name: str, observers: Sequence[Any], actor: Any, source: str
 ) -> GameDay:
+    outsiders = non_members(campaign.team_id, observers)
+    if outsiders:
+        names = ", ".join(outsiders)
+        raise ValueError(f"observers must be members of team {campaign.team.name!r}: {names}")
     with transaction.atomic():
         game_day = GameDay.objects.create(
             campaign=campaign,
@@ -471,6 +513,11 @@ def create_game_day(
 
 
 def set_observers(game_day: GameDay, observers: Sequence[Any], *, actor: Any, source: str) -> None:
+    team = game_day.campaign.team
+    outsiders = non_members(team.pk, observers)
+    if outsiders:
+        names = ", ".join(outsiders)
+        raise ValueError(f"observers must be members of team {team.name!r}: {names}")
     with transaction.atomic():
         game_day.observers.set(observers)
         record(

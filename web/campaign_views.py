@@ -14,7 +14,7 @@ from typing import Any
 
 from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse, QueryDict
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
@@ -29,10 +29,11 @@ from campaigns.api.serializers import (
 from campaigns.choices import GameDayStatus, Mode, ScheduleKind, Trigger
 from campaigns.models import Campaign, CampaignRun, CampaignRunItem, GameDay
 from experiments.models import Experiment
+from experiments.services import access
 from experiments.services.runs import KillSwitchEngaged
 from scep.permissions import OPERATOR, VIEWER
 from web.campaign_charts import score_trend_chart
-from web.views import SOURCE, _can, role_required
+from web.views import SOURCE, _can, can_in, require_team_role, role_required, team_object
 
 EXECUTIONS_SHOWN = 20
 
@@ -134,15 +135,22 @@ def _campaign_data(post: QueryDict) -> dict[str, Any]:
 
 
 def _form_context(
-    *, campaign: Campaign | None, form: dict[str, Any], errors: dict[str, list[str]]
+    request: HttpRequest,
+    *,
+    campaign: Campaign | None,
+    form: dict[str, Any],
+    errors: dict[str, list[str]],
 ) -> dict[str, Any]:
+    available = access.scope(Experiment.objects.select_related("target"), request.user)
+    if campaign is not None:
+        available = available.filter(team=campaign.team_id)
     return {
         "campaign": campaign,
         "form": form,
         "errors": errors,
         "modes": Mode.choices,
         "schedule_kinds": ScheduleKind.choices,
-        "available": Experiment.objects.select_related("target").order_by("name"),
+        "available": available.order_by("name"),
     }
 
 
@@ -172,9 +180,11 @@ def _posted_form(post: QueryDict) -> dict[str, Any]:
 @role_required(VIEWER)
 @require_GET
 def campaign_list(request: HttpRequest) -> HttpResponse:
-    campaigns = Campaign.objects.select_related(
-        "periodic_task__interval", "periodic_task__crontab"
-    ).prefetch_related("items__experiment")
+    campaigns = (
+        access.scope(Campaign.objects, request.user)
+        .select_related("periodic_task__interval", "periodic_task__crontab")
+        .prefetch_related("items__experiment")
+    )
     now = timezone.now()
     rows = [
         {
@@ -192,17 +202,23 @@ def campaign_list(request: HttpRequest) -> HttpResponse:
 def campaign_new(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         form = {"mode": Mode.SERIAL, "concurrency": 2, "schedule_kind": ScheduleKind.NONE}
-        context = _form_context(campaign=None, form=form, errors={})
+        context = _form_context(request, campaign=None, form=form, errors={})
         return render(request, "web/campaigns/edit.html", context)
-    serializer = CampaignSerializer(data=_campaign_data(request.POST))
+    serializer = CampaignSerializer(
+        data=_campaign_data(request.POST), context={"user": request.user}
+    )
     if not serializer.is_valid():
         context = _form_context(
+            request,
             campaign=None,
             form=_posted_form(request.POST),
             errors=_field_errors(serializer.errors),
         )
         return render(request, "web/campaigns/edit.html", context, status=400)
     data = dict(serializer.validated_data)
+    team = data.get("team")
+    if team is not None:
+        require_team_role(request, team.pk, OPERATOR, "create a campaign there")
     campaign = services.create_campaign(
         actor=request.user,
         source=SOURCE,
@@ -215,13 +231,16 @@ def campaign_new(request: HttpRequest) -> HttpResponse:
 
 @role_required(OPERATOR)
 def campaign_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    campaign = get_object_or_404(Campaign, pk=pk)
+    campaign = team_object(request, Campaign.objects, pk, OPERATOR, "edit this campaign")
     if request.method != "POST":
-        context = _form_context(campaign=campaign, form=_form_from(campaign), errors={})
+        context = _form_context(request, campaign=campaign, form=_form_from(campaign), errors={})
         return render(request, "web/campaigns/edit.html", context)
-    serializer = CampaignSerializer(instance=campaign, data=_campaign_data(request.POST))
+    serializer = CampaignSerializer(
+        instance=campaign, data=_campaign_data(request.POST), context={"user": request.user}
+    )
     if not serializer.is_valid():
         context = _form_context(
+            request,
             campaign=campaign,
             form=_posted_form(request.POST),
             errors=_field_errors(serializer.errors),
@@ -241,11 +260,12 @@ def _executions(queryset: Any) -> Any:
 @role_required(VIEWER)
 @require_GET
 def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    campaign = get_object_or_404(
+    campaign = team_object(
+        request,
         Campaign.objects.select_related(
             "periodic_task__interval", "periodic_task__crontab", "created_by"
         ),
-        pk=pk,
+        pk,
     )
     executions = _executions(campaign.runs.order_by("-created_at", "-id"))[:EXECUTIONS_SHOWN]
     context = {
@@ -257,7 +277,7 @@ def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "executions": executions,
         "total_executions": campaign.runs.count(),
         "game_days": campaign.game_days.all()[:10],
-        "can": _can(request),
+        "can": can_in(request, campaign.team_id),
     }
     return render(request, "web/campaigns/detail.html", context)
 
@@ -265,7 +285,7 @@ def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(OPERATOR)
 @require_POST
 def campaign_pause(request: HttpRequest, pk: int) -> HttpResponse:
-    campaign = get_object_or_404(Campaign, pk=pk)
+    campaign = team_object(request, Campaign.objects, pk, OPERATOR, "pause this campaign")
     services.pause_campaign(campaign, actor=request.user, source=SOURCE)
     return redirect("web:campaign", pk=pk)
 
@@ -273,7 +293,7 @@ def campaign_pause(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(OPERATOR)
 @require_POST
 def campaign_resume(request: HttpRequest, pk: int) -> HttpResponse:
-    campaign = get_object_or_404(Campaign, pk=pk)
+    campaign = team_object(request, Campaign.objects, pk, OPERATOR, "resume this campaign")
     services.resume_campaign(campaign, actor=request.user, source=SOURCE)
     return redirect("web:campaign", pk=pk)
 
@@ -282,7 +302,7 @@ def campaign_resume(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def campaign_trigger(request: HttpRequest, pk: int) -> HttpResponse:
     """Run now: refused (409, with the reason) while paused, running or kill-switched."""
-    campaign = get_object_or_404(Campaign, pk=pk)
+    campaign = team_object(request, Campaign.objects, pk, OPERATOR, "run this campaign")
     try:
         services.trigger_campaign(
             campaign, trigger=Trigger.MANUAL, actor=request.user, source=SOURCE
@@ -295,7 +315,7 @@ def campaign_trigger(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(OPERATOR)
 @require_POST
 def execution_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    execution = get_object_or_404(CampaignRun, pk=pk)
+    execution = team_object(request, CampaignRun.objects, pk, OPERATOR, "cancel this execution")
     try:
         services.cancel_execution(
             execution,
@@ -311,7 +331,7 @@ def execution_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(VIEWER)
 @require_GET
 def campaign_report_page(request: HttpRequest, pk: int) -> HttpResponse:
-    campaign = get_object_or_404(Campaign, pk=pk)
+    campaign = team_object(request, Campaign.objects, pk)
     data = campaign_report.campaign_report(campaign)
     targets = []
     for target in data["targets"]:
@@ -339,20 +359,27 @@ def campaign_report_page(request: HttpRequest, pk: int) -> HttpResponse:
 # --- game days -------------------------------------------------------------------------
 
 
-def _game_day_form_context(form: dict[str, Any], errors: dict[str, list[str]]) -> dict[str, Any]:
-    return {"form": form, "errors": errors, "campaigns": Campaign.objects.order_by("name")}
+def _game_day_form_context(
+    request: HttpRequest, form: dict[str, Any], errors: dict[str, list[str]]
+) -> dict[str, Any]:
+    campaigns = access.scope(Campaign.objects, request.user).order_by("name")
+    return {"form": form, "errors": errors, "campaigns": campaigns}
+
+
+def _game_days(request: HttpRequest) -> Any:
+    return access.scope(GameDay.objects, request.user)
 
 
 @role_required(VIEWER)
 @require_GET
 def game_day_list(request: HttpRequest) -> HttpResponse:
-    game_days = GameDay.objects.select_related("campaign", "created_by").prefetch_related(
-        "observers"
+    game_days = (
+        _game_days(request).select_related("campaign", "created_by").prefetch_related("observers")
     )
     context = {
         "game_days": game_days[:100],
         "can": _can(request),
-        **_game_day_form_context({}, {}),
+        **_game_day_form_context(request, {}, {}),
     }
     return render(request, "web/campaigns/game_days.html", context)
 
@@ -366,16 +393,19 @@ def game_day_new(request: HttpRequest) -> HttpResponse:
         "campaign": post.get("campaign", ""),
         "observers": _names(post.get("observers", "")),
     }
-    serializer = GameDaySerializer(data=data)
+    serializer = GameDaySerializer(data=data, context={"user": request.user})
     if not serializer.is_valid():
         form = {f: post.get(f, "") for f in ("name", "campaign", "observers")}
         context = {
-            "game_days": GameDay.objects.select_related("campaign")[:100],
+            "game_days": _game_days(request).select_related("campaign")[:100],
             "can": _can(request),
-            **_game_day_form_context(form, _field_errors(serializer.errors)),
+            **_game_day_form_context(request, form, _field_errors(serializer.errors)),
         }
         return render(request, "web/campaigns/game_days.html", context, status=400)
     valid = serializer.validated_data
+    require_team_role(
+        request, valid["campaign"].team_id, OPERATOR, "plan a game day on this campaign"
+    )
     game_day = services.create_game_day(
         campaign=valid["campaign"],
         name=valid["name"],
@@ -409,23 +439,22 @@ def _game_day_context(request: HttpRequest, game_day: GameDay) -> dict[str, Any]
         "observers": sorted(u.username for u in game_day.observers.all()),
         "notes": game_day.notes.select_related("author"),
         "timeline": campaign_report.game_day_timeline(game_day)["entries"],
-        "can": _can(request),
+        "can": can_in(request, game_day.campaign.team_id),
         "errors": {},
         "note_text": "",
         "observers_text": "",
     }
 
 
-def _get_game_day(pk: int) -> GameDay:
-    return get_object_or_404(
-        GameDay.objects.select_related("campaign", "execution", "created_by"), pk=pk
-    )
+def _get_game_day(request: HttpRequest, pk: int, minimum: str = VIEWER) -> GameDay:
+    queryset = GameDay.objects.select_related("campaign", "execution", "created_by")
+    return team_object(request, queryset, pk, minimum, "act on this game day")
 
 
 @role_required(VIEWER)
 @require_GET
 def game_day_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    game_day = _get_game_day(pk)
+    game_day = _get_game_day(request, pk)
     context = _game_day_context(request, game_day)
     context["observers_text"] = ", ".join(context["observers"])
     return render(request, "web/campaigns/game_day.html", context)
@@ -435,7 +464,7 @@ def game_day_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def game_day_next_step(request: HttpRequest, pk: int) -> HttpResponse:
     """Start the next experiment; refused while the previous run is still going."""
-    game_day = _get_game_day(pk)
+    game_day = _get_game_day(request, pk, OPERATOR)
     try:
         services.next_step(game_day, actor=request.user, source=SOURCE)
     except (services.CampaignStateError, KillSwitchEngaged) as exc:
@@ -446,7 +475,7 @@ def game_day_next_step(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(OPERATOR)
 @require_POST
 def game_day_note(request: HttpRequest, pk: int) -> HttpResponse:
-    game_day = _get_game_day(pk)
+    game_day = _get_game_day(request, pk, OPERATOR)
     serializer = GameDayNoteSerializer(data={"text": request.POST.get("text", "")})
     if not serializer.is_valid():
         context = _game_day_context(request, game_day)
@@ -463,9 +492,11 @@ def game_day_note(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(OPERATOR)
 @require_POST
 def game_day_observers(request: HttpRequest, pk: int) -> HttpResponse:
-    game_day = _get_game_day(pk)
+    game_day = _get_game_day(request, pk, OPERATOR)
     text = request.POST.get("observers", "")
-    serializer = GameDayUpdateSerializer(data={"observers": _names(text)})
+    serializer = GameDayUpdateSerializer(
+        data={"observers": _names(text)}, context={"campaign": game_day.campaign}
+    )
     if not serializer.is_valid():
         context = _game_day_context(request, game_day)
         context["errors"] = _field_errors(serializer.errors)
@@ -480,7 +511,7 @@ def game_day_observers(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(OPERATOR)
 @require_POST
 def game_day_finish(request: HttpRequest, pk: int) -> HttpResponse:
-    game_day = _get_game_day(pk)
+    game_day = _get_game_day(request, pk, OPERATOR)
     try:
         services.finish_game_day(game_day, actor=request.user, source=SOURCE)
     except services.CampaignStateError as exc:

@@ -3,6 +3,12 @@
 template; none holds business logic of its own, so the UI, the API and the CLI agree on
 what starting a run or accepting a suggestion means.
 
+Teams: every page lists only the objects of the user's teams (``access.scope``), another
+team's object is a 404, and every action needs the role *in that object's team*
+(``team_object``); :func:`role_required` only asks that the user holds the role in some
+team. The kill switch is platform-wide and keeps needing the global role
+(:func:`platform_role_required`).
+
 Live parts (the dashboard's running runs, a run's timeline) are partial templates that
 htmx polls; a finished run's partial stops asking.
 """
@@ -34,17 +40,44 @@ from analysis.report import render_body
 from audit.models import AuditSource
 from experiments.choices import RunStatus
 from experiments.models import Experiment, KillSwitch, Run, Target
-from experiments.services import catalog, runs
-from experiments.spec import SpecError
+from experiments.services import access, catalog, runs
+from experiments.spec import SpecError, load_spec_text
 from injectors.models import ActiveFault, Agent, FaultState
-from scep.permissions import ADMIN, OPERATOR, VIEWER, has_role, user_role
+from scep.permissions import ADMIN, OPERATOR, ROLES, VIEWER, has_role, user_role
 from web.spec_lines import annotate
 
 SOURCE = AuditSource.UI
 
 
+def _at_least(role: str | None, minimum: str) -> bool:
+    return role is not None and ROLES.index(role) >= ROLES.index(minimum)
+
+
 def role_required(minimum: str) -> Callable:
-    """Log in first, then hold ``minimum`` (viewer < operator < admin), else 403."""
+    """Log in first, then hold ``minimum`` in at least one team, else 403.
+
+    The coarse gate only: a view acting on an object then asks for the role in that
+    object's team (:func:`team_object`), as the API's object permission does.
+    """
+
+    def decorate(view: Callable) -> Callable:
+        @functools.wraps(view)
+        @login_required
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            held = access.highest_role(request.user)
+            if not _at_least(held, minimum):
+                raise PermissionDenied(
+                    f"This needs the {minimum!r} role; you have {held or 'no role'!r}."
+                )
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorate
+
+
+def platform_role_required(minimum: str) -> Callable:
+    """Log in first, then hold ``minimum`` as a global role (platform-wide actions)."""
 
     def decorate(view: Callable) -> Callable:
         @functools.wraps(view)
@@ -62,6 +95,33 @@ def role_required(minimum: str) -> Callable:
     return decorate
 
 
+def require_team_role(request: HttpRequest, team_id: int | None, minimum: str, what: str) -> None:
+    """``access.require_team_role`` as a page answers it: Django's 403, not DRF's."""
+    from rest_framework.exceptions import PermissionDenied as ApiPermissionDenied
+
+    try:
+        access.require_team_role(request.user, team_id, minimum, what=what)
+    except ApiPermissionDenied as exc:
+        raise PermissionDenied(str(exc.detail)) from None
+
+
+def team_object(
+    request: HttpRequest, queryset: Any, pk: int, minimum: str = VIEWER, what: str = ""
+) -> Any:
+    """The object if it is in one of the user's teams (else 404) and the user holds
+    ``minimum`` in *its* team (else 403)."""
+    obj = get_object_or_404(access.scope(queryset, request.user), pk=pk)
+    if minimum != VIEWER:
+        require_team_role(request, access.team_of(obj), minimum, what or "do this")
+    return obj
+
+
+def can_in(request: HttpRequest, team_id: int | None) -> dict[str, bool]:
+    """What the user may do with an object of this team (the buttons a page shows)."""
+    held = access.team_role(request.user, team_id)
+    return {"operate": _at_least(held, OPERATOR), "administer": _at_least(held, ADMIN)}
+
+
 class _NoAliasDumper(yaml.SafeDumper):
     """Writes repeated mappings out in full: ``&id001``/``*id001`` puzzle readers."""
 
@@ -75,6 +135,13 @@ def spec_yaml(spec: dict[str, Any]) -> str:
 
 
 def _can(request: HttpRequest) -> dict[str, bool]:
+    """Creating something (an experiment, a campaign): operator in some team."""
+    held = access.highest_role(request.user)
+    return {"operate": _at_least(held, OPERATOR), "administer": _at_least(held, ADMIN)}
+
+
+def _can_platform(request: HttpRequest) -> dict[str, bool]:
+    """The kill switch: global roles, as in the API."""
     return {
         "operate": has_role(request.user, OPERATOR),
         "administer": has_role(request.user, ADMIN),
@@ -84,14 +151,15 @@ def _can(request: HttpRequest) -> dict[str, bool]:
 # --- dashboard -------------------------------------------------------------------------
 
 
-def _live_context() -> dict[str, Any]:
+def _live_context(request: HttpRequest) -> dict[str, Any]:
+    user = request.user
     return {
-        "running": Run.objects.filter(status__in=RunStatus.active()).select_related(
-            "experiment__target"
-        ),
-        "faults": ActiveFault.objects.filter(state__in=FaultState.open()).select_related(
-            "target", "run"
-        ),
+        "running": access.scope(Run.objects.filter(status__in=RunStatus.active()), user)
+        .select_related("experiment__target")
+        .order_by("-id"),
+        "faults": access.scope(
+            ActiveFault.objects.filter(state__in=FaultState.open()), user
+        ).select_related("target", "run"),
     }
 
 
@@ -99,13 +167,15 @@ def _live_context() -> dict[str, Any]:
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
     recent = (
-        Run.objects.exclude(verdict="").select_related("experiment__target").order_by("-id")[:10]
+        access.scope(Run.objects.exclude(verdict=""), request.user)
+        .select_related("experiment__target")
+        .order_by("-id")[:10]
     )
     context = {
-        **_live_context(),
+        **_live_context(request),
         "kill_switch": KillSwitch.get(),
         "recent": recent,
-        "can": _can(request),
+        "can": _can_platform(request),
     }
     return render(request, "web/dashboard.html", context)
 
@@ -114,11 +184,13 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @require_GET
 def dashboard_live(request: HttpRequest) -> HttpResponse:
     return render(
-        request, "web/partials/dashboard_live.html", {**_live_context(), "can": _can(request)}
+        request,
+        "web/partials/dashboard_live.html",
+        {**_live_context(request), "can": _can_platform(request)},
     )
 
 
-@role_required(OPERATOR)
+@platform_role_required(OPERATOR)
 @require_POST
 def kill_switch(request: HttpRequest) -> HttpResponse:
     """Engage (operator) or release (admin) the global kill switch."""
@@ -142,7 +214,7 @@ def kill_switch(request: HttpRequest) -> HttpResponse:
 @require_GET
 def target_list(request: HttpRequest) -> HttpResponse:
     agents = {a.name: a for a in Agent.objects.all()}
-    targets = [(t, agents.get(t.agent)) for t in Target.objects.all()]
+    targets = [(t, agents.get(t.agent)) for t in access.scope(Target.objects.all(), request.user)]
     return render(request, "web/targets.html", {"targets": targets})
 
 
@@ -152,7 +224,7 @@ def target_list(request: HttpRequest) -> HttpResponse:
 @role_required(VIEWER)
 @require_GET
 def experiment_list(request: HttpRequest) -> HttpResponse:
-    experiments = Experiment.objects.select_related("target")
+    experiments = access.scope(Experiment.objects.select_related("target"), request.user)
     return render(
         request, "web/experiments.html", {"experiments": experiments, "can": _can(request)}
     )
@@ -193,6 +265,7 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
         context = {"text": text, "check": None, "examples": list(examples)}
         return render(request, "web/experiment_edit.html", context)
     text = request.POST.get("spec", "")
+    _require_target_team(request, text)
     try:
         experiment = catalog.create_experiment(text, actor=request.user, source=SOURCE)
     except SpecError:
@@ -200,23 +273,38 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
     return redirect("web:experiment", pk=experiment.pk)
 
 
+def _require_target_team(request: HttpRequest, text: str) -> None:
+    """Experiments go where their target is: the operator role is needed *there* (as in
+    the API). A text that does not parse is left to the spec validation's answer."""
+    try:
+        data = load_spec_text(text)
+    except SpecError:
+        return
+    name = data.get("target") if isinstance(data, dict) else None
+    if not isinstance(name, str):
+        return
+    team_id = Target.objects.filter(name=name).values_list("team_id", flat=True).first()
+    if team_id is not None:
+        require_team_role(request, team_id, OPERATOR, f"experiment on target {name!r}")
+
+
 @role_required(VIEWER)
 @require_GET
 def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    experiment = get_object_or_404(Experiment.objects.select_related("target"), pk=pk)
+    experiment = team_object(request, Experiment.objects.select_related("target"), pk)
     context = {
         "experiment": experiment,
         "yaml": spec_yaml(experiment.spec),
         "runs": experiment.runs.all()[:20],
         "versions": experiment.versions.all()[:10],
-        "can": _can(request),
+        "can": can_in(request, experiment.team_id),
     }
     return render(request, "web/experiment.html", context)
 
 
 @role_required(OPERATOR)
 def experiment_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    experiment = get_object_or_404(Experiment, pk=pk)
+    experiment = team_object(request, Experiment.objects, pk, OPERATOR, "edit this experiment")
     if request.method != "POST":
         text = spec_yaml(experiment.spec)
         return render(
@@ -225,6 +313,7 @@ def experiment_edit(request: HttpRequest, pk: int) -> HttpResponse:
             {"text": text, "experiment": experiment, "check": None},
         )
     text = request.POST.get("spec", "")
+    _require_target_team(request, text)
     try:
         catalog.update_experiment(experiment, text, actor=request.user, source=SOURCE)
     except SpecError:
@@ -243,7 +332,7 @@ def experiment_check(request: HttpRequest) -> HttpResponse:
 @role_required(OPERATOR)
 @require_POST
 def experiment_start(request: HttpRequest, pk: int) -> HttpResponse:
-    experiment = get_object_or_404(Experiment, pk=pk)
+    experiment = team_object(request, Experiment.objects, pk, OPERATOR, "run this experiment")
     try:
         run = runs.start_run(experiment, actor=request.user, source=SOURCE)
     except runs.KillSwitchEngaged as exc:
@@ -257,17 +346,17 @@ def experiment_start(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(VIEWER)
 @require_GET
 def run_list(request: HttpRequest) -> HttpResponse:
-    recent = Run.objects.select_related("experiment__target")[:100]
+    recent = access.scope(Run.objects.select_related("experiment__target"), request.user)[:100]
     return render(request, "web/runs.html", {"runs": recent})
 
 
 def _run_context(request: HttpRequest, pk: int) -> dict[str, Any]:
-    run = get_object_or_404(Run.objects.select_related("experiment__target"), pk=pk)
+    run = team_object(request, Run.objects.select_related("experiment__target"), pk)
     return {
         "run": run,
         "events": run.events.all(),
         "faults": run.faults.all(),
-        "can": _can(request),
+        "can": can_in(request, run.experiment.team_id),
         "phases": [
             "queued",
             "preflight",
@@ -295,7 +384,7 @@ def run_live(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(OPERATOR)
 @require_POST
 def run_abort(request: HttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(Run, pk=pk)
+    run = team_object(request, Run.objects, pk, OPERATOR, "abort this run")
     try:
         runs.abort_run(run, actor=request.user, source=SOURCE, reason="aborted from the web UI")
     except runs.RunNotAbortable as exc:
@@ -306,9 +395,10 @@ def run_abort(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(VIEWER)
 @require_GET
 def run_report(request: HttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(Run.objects.select_related("experiment__target"), pk=pk)
+    run = team_object(request, Run.objects.select_related("experiment__target"), pk)
     report = analysis_services.build_report(run, refresh=False)
-    action = _suggestion_buttons(request) if has_role(request.user, OPERATOR) else None
+    operate = can_in(request, run.experiment.team_id)["operate"]
+    action = _suggestion_buttons(request) if operate else None
     context = {
         "run": run,
         "body": render_body(report, suggestion_action=action),
@@ -338,7 +428,7 @@ def _suggestion_buttons(request: HttpRequest) -> Callable[[Any], str]:
 @role_required(VIEWER)
 @require_GET
 def run_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
-    run = get_object_or_404(Run.objects.select_related("experiment__target"), pk=pk)
+    run = team_object(request, Run.objects.select_related("experiment__target"), pk)
     try:
         export = export_run(run, fmt)
     except UnknownFormat as exc:
@@ -354,9 +444,13 @@ def run_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
 @role_required(VIEWER)
 @require_GET
 def suggestion_list(request: HttpRequest) -> HttpResponse:
-    suggestions = Suggestion.objects.select_related("run__experiment", "experiment").order_by(
-        "status", "-run_id", "rank"
-    )[:100]
+    suggestions = list(
+        access.scope(Suggestion.objects, request.user)
+        .select_related("run__experiment", "experiment")
+        .order_by("status", "-run_id", "rank")[:100]
+    )
+    for suggestion in suggestions:
+        suggestion.can_accept = can_in(request, suggestion.run.experiment.team_id)["operate"]
     return render(
         request, "web/suggestions.html", {"suggestions": suggestions, "can": _can(request)}
     )
@@ -366,7 +460,7 @@ def suggestion_list(request: HttpRequest) -> HttpResponse:
 @require_POST
 def suggestion_accept(request: HttpRequest, pk: int) -> HttpResponse:
     """One click: create the suggested experiment and, with ``start=1``, run it."""
-    suggestion = get_object_or_404(Suggestion, pk=pk)
+    suggestion = team_object(request, Suggestion.objects, pk, OPERATOR, "accept this suggestion")
     try:
         experiment = analysis_services.accept_suggestion(
             suggestion, actor=request.user, source=SOURCE

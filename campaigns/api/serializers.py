@@ -9,8 +9,24 @@ from rest_framework import serializers
 
 from campaigns.choices import ScheduleKind
 from campaigns.models import Campaign, CampaignRun, CampaignRunItem, GameDay, GameDayNote
-from campaigns.services import parse_crontab
+from campaigns.services import (
+    campaign_experiments,
+    foreign_experiments,
+    non_members,
+    parse_crontab,
+)
 from experiments.models import Experiment
+from experiments.services import access
+from governance.models import Team
+
+
+def _caller(context: dict[str, Any]) -> Any:
+    """The user a serializer validates for: ``context["user"]`` (web pages) or the
+    request's user (API); None when validating for the system."""
+    if context.get("user") is not None:
+        return context["user"]
+    request = context.get("request")
+    return getattr(request, "user", None)
 
 
 class CampaignSerializer(serializers.ModelSerializer):
@@ -21,6 +37,12 @@ class CampaignSerializer(serializers.ModelSerializer):
         allow_empty=False,
         help_text="Experiment names (or ids), in the order they run.",
     )
+    team = serializers.SlugRelatedField(
+        slug_field="name",
+        queryset=Team.objects.all(),
+        required=False,
+        help_text="The owning team (default: the first experiment's team).",
+    )
     periodic_task = serializers.SlugRelatedField(slug_field="name", read_only=True)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
@@ -29,6 +51,7 @@ class CampaignSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "name",
+            "team",
             "description",
             "mode",
             "concurrency",
@@ -47,9 +70,14 @@ class CampaignSerializer(serializers.ModelSerializer):
     def validate_experiments(self, value: list[str]) -> list[Experiment]:
         found: list[Experiment] = []
         missing = []
+        # Experiments of teams the caller is not in do not exist for them (as in the API).
+        visible = Experiment.objects.all()
+        user = _caller(self.context)
+        if user is not None:
+            visible = access.scope(visible, user)
         for key in value:
             lookup = {"pk": int(key)} if key.isdigit() else {"name": key}
-            experiment = Experiment.objects.filter(**lookup).first()
+            experiment = visible.filter(**lookup).first()
             if experiment is None:
                 missing.append(key)
             else:
@@ -76,6 +104,21 @@ class CampaignSerializer(serializers.ModelSerializer):
                 return attrs[field]
             return getattr(current, field) if current is not None else None
 
+        experiments = attrs.get("experiments")
+        if experiments is None and current is not None:
+            experiments = campaign_experiments(current)
+        team = get("team") or (Team.objects.get(pk=experiments[0].team_id) if experiments else None)
+        if team is not None:
+            foreign = foreign_experiments(team.pk, experiments or [])
+            if foreign:
+                raise serializers.ValidationError(
+                    {
+                        "experiments": [
+                            f"not in the campaign's team {team.name!r}: {', '.join(foreign)}"
+                        ]
+                    }
+                )
+            attrs["team"] = team
         kind = get("schedule_kind") or ScheduleKind.NONE
         if kind == ScheduleKind.INTERVAL and not get("interval_seconds"):
             raise serializers.ValidationError(
@@ -167,7 +210,9 @@ class GameDaySerializer(serializers.ModelSerializer):
     """A game day: a campaign stepped through by hand, with observers and notes."""
 
     campaign = serializers.SlugRelatedField(slug_field="name", queryset=Campaign.objects.all())
-    observers = UsernamesField(required=False, help_text="Usernames of the people watching.")
+    observers = UsernamesField(
+        required=False, help_text="Usernames of the people watching (members of the team)."
+    )
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     execution = CampaignRunSerializer(read_only=True)
     notes = GameDayNoteSerializer(many=True, read_only=True)
@@ -189,9 +234,38 @@ class GameDaySerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["status", "created_at", "started_at", "finished_at"]
 
+    def validate_campaign(self, value: Campaign) -> Campaign:
+        user = _caller(self.context)
+        if user is not None and not access.scope(Campaign.objects, user).filter(pk=value.pk):
+            # Another team's campaign does not exist for the caller.
+            raise serializers.ValidationError(f"Object with name={value.name} does not exist.")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        campaign = attrs.get("campaign") or getattr(self.instance, "campaign", None)
+        if campaign is not None:
+            _check_observers(campaign, attrs.get("observers", []))
+        return attrs
+
+
+def _check_observers(campaign: Campaign, observers: list[Any]) -> None:
+    outsiders = non_members(campaign.team_id, observers)
+    if outsiders:
+        raise serializers.ValidationError(
+            {"observers": [f"not members of team {campaign.team.name!r}: {', '.join(outsiders)}"]}
+        )
+
 
 class GameDayUpdateSerializer(serializers.Serializer):
+    """Replace a game day's observers; pass ``context={"campaign": ...}`` to check them."""
+
     observers = UsernamesField(help_text="Usernames of the people watching (replaces the list).")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        campaign = self.context.get("campaign")
+        if campaign is not None:
+            _check_observers(campaign, attrs.get("observers", []))
+        return attrs
 
 
 class TimelineSerializer(serializers.Serializer):

@@ -23,6 +23,7 @@ from campaigns import report, services
 from campaigns.api import serializers as s
 from campaigns.choices import ExecutionStatus, Trigger
 from campaigns.models import Campaign, CampaignRun, GameDay
+from experiments.services import access
 from scep.permissions import OPERATOR, VIEWER
 
 SOURCE = AuditSource.API
@@ -36,7 +37,13 @@ class Conflict(APIException):
 
 
 class _Services:
-    """Turn the services' state refusals into 409 answers."""
+    """Turn the services' state refusals into 409 answers; scope every queryset to the
+    caller's teams (other teams' objects are 404) and check roles in the object's team."""
+
+    team_scoped = True
+
+    def get_queryset(self) -> QuerySet:
+        return access.scope(super().get_queryset(), self.request.user)  # type: ignore[misc]
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, services.CampaignStateError):
@@ -70,6 +77,11 @@ class CampaignViewSet(_Services, viewsets.ModelViewSet):
 
     def perform_create(self, serializer: s.CampaignSerializer) -> None:
         data = dict(serializer.validated_data)
+        team = data.get("team")
+        if team is not None:
+            access.require_team_role(
+                self.request.user, team.pk, OPERATOR, what="create a campaign there"
+            )
         serializer.instance = services.create_campaign(
             actor=self.request.user,
             source=SOURCE,
@@ -79,6 +91,11 @@ class CampaignViewSet(_Services, viewsets.ModelViewSet):
         )
 
     def perform_update(self, serializer: s.CampaignSerializer) -> None:
+        team = serializer.validated_data.get("team")
+        if team is not None and team.pk != serializer.instance.team_id:
+            access.require_team_role(
+                self.request.user, team.pk, OPERATOR, what="move a campaign there"
+            )
         serializer.instance = services.update_campaign(
             serializer.instance, actor=self.request.user, source=SOURCE, **serializer.validated_data
         )
@@ -213,6 +230,12 @@ class GameDayViewSet(
 
     def perform_create(self, serializer: s.GameDaySerializer) -> None:
         data = serializer.validated_data
+        access.require_team_role(
+            self.request.user,
+            data["campaign"].team_id,
+            OPERATOR,
+            what="plan a game day on this campaign",
+        )
         serializer.instance = services.create_game_day(
             campaign=data["campaign"],
             name=data["name"],
@@ -223,7 +246,7 @@ class GameDayViewSet(
 
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         game_day = self.get_object()
-        ser = s.GameDayUpdateSerializer(data=request.data)
+        ser = s.GameDayUpdateSerializer(data=request.data, context={"campaign": game_day.campaign})
         ser.is_valid(raise_exception=True)
         services.set_observers(
             game_day, ser.validated_data["observers"], actor=request.user, source=SOURCE

@@ -42,6 +42,9 @@ TEAM_PATHS: dict[str, str] = {
     "analysis.finding": "run__experiment__team",
     "analysis.suggestion": "run__experiment__team",
     "notifications.notificationdelivery": "run__experiment__team",
+    "campaigns.campaign": "team",
+    "campaigns.campaignrun": "campaign__team",
+    "campaigns.gameday": "campaign__team",
 }
 
 
