@@ -48,6 +48,8 @@ DETECT_K = 0.5
 DETECT_H = 8.0
 #: A recovered point is at most this many robust sigmas on the worse side of the median.
 RECOVERY_BAND = 3.0
+#: Share of out-of-band points a recovered stretch may still contain (isolated spikes).
+RECOVERY_OUTLIER_SHARE = 0.1
 #: Relative floor on sigma so a constant baseline does not divide by zero.
 SIGMA_FLOOR_REL = 1e-6
 
@@ -298,7 +300,12 @@ def time_to_recover(
     * it and the next ``hold - 1`` points are at most :data:`RECOVERY_BAND` robust sigmas
       on the worse side of the baseline median (better-than-baseline counts as back), and
     * from ``i`` to the end of the series a CUSUM in the worse direction would not alarm:
-      a lasting residual shift is "not recovered" even if single points look fine.
+      a lasting residual shift is "not recovered" even if single points look fine. Each
+      point's contribution is capped at a quarter of the decision threshold, so one or
+      two isolated spikes (a GC pause, one slow request) cannot undo a recovery on their
+      own, while a run of elevated points still does; and
+    * at most :data:`RECOVERY_OUTLIER_SHARE` of the points from ``i`` on are outside the
+      band, so spikes that keep coming back (flapping) are not a recovery either.
 
     Only the band test would let a metric stuck 3-4 sigma high "recover" on a lucky run
     of points; only the CUSUM would let a single huge spike be ignored.
@@ -316,7 +323,10 @@ def time_to_recover(
     if v.size >= hold:
         window = np.lib.stride_tricks.sliding_window_view(in_band, hold)
         ok_run[: window.shape[0]] = window.all(axis=1)
-    stays = _suffix_max_excess(z, DETECT_K) <= DETECT_H
+    capped = np.minimum(z, DETECT_K + DETECT_H / 4)
+    stays = _suffix_max_excess(capped, DETECT_K) <= DETECT_H
+    out_after = np.cumsum((~in_band)[::-1])[::-1]  # out-of-band points from i to the end
+    stays &= out_after <= RECOVERY_OUTLIER_SHARE * (v.size - np.arange(v.size))
     candidates = np.flatnonzero(ok_run & stays)
     if candidates.size == 0:
         tail = v[-max(hold, v.size // 4) :]

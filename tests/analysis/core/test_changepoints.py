@@ -127,3 +127,28 @@ def test_time_to_recover_better_direction_counts_as_back() -> None:
     res = time_to_recover(ts, 20.0 - vs, base, 2000.0, "lower")  # dips far below
     assert res.recovered and res.seconds == 0.0
     assert json.dumps(res.to_dict(), allow_nan=False)
+
+
+def _back_at_baseline(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A metric back at its baseline level right after the revert (at t = 0)."""
+    rng = np.random.default_rng(seed)
+    base = 10.0 + rng.normal(size=200)
+    ts = np.arange(40) * STEP
+    return ts, 10.0 + rng.normal(size=40), base
+
+
+def test_time_to_recover_ignores_one_or_two_isolated_spikes() -> None:
+    for n_spikes in (1, 2):
+        ts, vs, base = _back_at_baseline(n_spikes)
+        vs[30 : 30 + n_spikes] = 60.0  # a 50-sigma GC pause near the end
+        res = time_to_recover(ts, vs, base, 0.0, "lower")
+        assert res.recovered and res.seconds is not None and res.seconds < 10 * STEP
+
+
+def test_time_to_recover_false_when_spikes_keep_coming_back() -> None:
+    ts, vs, base = _back_at_baseline(3)
+    vs[10::4] = 60.0  # every fourth point, to the end: flapping, not recovered
+    assert not time_to_recover(ts, vs, base, 0.0, "lower").recovered
+    ts, vs, base = _back_at_baseline(4)
+    vs[-6:] = 60.0  # a lasting episode at the end
+    assert not time_to_recover(ts, vs, base, 0.0, "lower").recovered
