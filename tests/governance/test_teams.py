@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from campaigns.models import Campaign, CampaignRun, GameDay, GameDayNote
 from experiments.models import Experiment, Run, Target
 from experiments.services import access
 from governance.models import Team, TeamMembership, default_team_id
@@ -29,7 +30,13 @@ TEAM_STEMS = (
     "/api/v1/faults/",
     "/api/v1/findings/",
     "/api/v1/suggestions/",
+    "/api/v1/campaigns/",
+    "/api/v1/campaign-runs/",
+    "/api/v1/game-days/",
 )
+# Creations that *name* an object of the owning team: for another team that object does
+# not exist, so the answer is a 400 naming the field, as for any unknown name.
+BY_REFERENCE = {"/api/v1/campaigns/": "experiments", "/api/v1/game-days/": "campaign"}
 TEAM_ROWS = [row for row in MATRIX if row[2].startswith(TEAM_STEMS)]
 
 
@@ -53,6 +60,7 @@ def test_the_team_rows_cover_every_team_scoped_collection() -> None:
 def test_membership_in_the_owning_team_gives_the_matrix_answer(
     django_user_model: Any,
     world: dict[str, int],  # noqa: F811
+    viewer: Any,  # the game-day rows name this user as an observer
     role: str,
     method: str,
     url: str,
@@ -83,7 +91,7 @@ def test_members_of_another_team_see_nothing_and_change_nothing(
 ) -> None:
     red = Team.objects.create(name="red")
     user = _member(django_user_model, red, role)
-    before = (Target.objects.count(), Experiment.objects.count(), Run.objects.count())
+    before = _counts()
     response = getattr(_client(user), method)(url.format(**world), body, format="json")
     allowed = ROLES.index(role) >= ROLES.index(minimum)
     is_detail = "{" in url or "network.latency" in url
@@ -96,10 +104,25 @@ def test_members_of_another_team_see_nothing_and_change_nothing(
         assert response.status_code == 403, (response.status_code, response.content[:300])
     elif is_detail:
         assert response.status_code == 404, (response.status_code, response.content[:300])
+    elif url in BY_REFERENCE:
+        assert response.status_code == 400, (response.status_code, response.content[:300])
+        assert BY_REFERENCE[url] in response.json()["errors"], response.json()
     else:  # creating something in the default team, where the user has no role
         assert response.status_code == 403, (response.status_code, response.content[:300])
         assert "team 'default'" in response.json()["detail"]
-    assert (Target.objects.count(), Experiment.objects.count(), Run.objects.count()) == before
+    assert _counts() == before
+
+
+def _counts() -> tuple[Any, ...]:
+    return (
+        Target.objects.count(),
+        Experiment.objects.count(),
+        Run.objects.count(),
+        tuple(Campaign.objects.order_by("pk").values_list("paused", "updated_at")),
+        tuple(CampaignRun.objects.order_by("pk").values_list("status", flat=True)),
+        tuple(GameDay.objects.order_by("pk").values_list("status", flat=True)),
+        GameDayNote.objects.count(),
+    )
 
 
 def test_an_admin_of_one_team_can_register_targets_there_only(
@@ -198,3 +221,93 @@ def test_teams_endpoint_lists_only_the_callers_teams_with_their_role(
     assert rows[0]["members"] == {"red-approver": "approver"}
     blue = Team.objects.get(name="blue")
     assert client.get(f"/api/v1/teams/{blue.pk}/").status_code == 404
+
+
+def test_a_campaign_holds_only_its_own_teams_experiments(
+    django_user_model: Any, make_target: Any, make_experiment: Any
+) -> None:
+    red = Team.objects.create(name="red")
+    make_target("red-db", team=red)
+    make_experiment(name="red-latency", target="red-db")
+    make_experiment(name="blue-latency")  # the default team's target
+    user = _member(django_user_model, red, "operator")
+    TeamMembership.objects.create(team_id=default_team_id(), user=user, role="operator")
+    client = _client(user)
+    mixed = client.post(
+        "/api/v1/campaigns/",
+        {"name": "mixed", "experiments": ["red-latency", "blue-latency"]},
+        format="json",
+    )
+    assert mixed.status_code == 400, mixed.content
+    assert "blue-latency" in mixed.json()["errors"]["experiments"][0]
+    named = client.post(
+        "/api/v1/campaigns/",
+        {"name": "named", "team": "red", "experiments": ["blue-latency"]},
+        format="json",
+    )
+    assert named.status_code == 400
+    assert "experiments" in named.json()["errors"]
+    mine = client.post(
+        "/api/v1/campaigns/", {"name": "red-weekly", "experiments": ["red-latency"]}, format="json"
+    )
+    assert mine.status_code == 201, mine.content
+    assert mine.json()["team"] == "red"
+    assert Campaign.objects.get(name="red-weekly").team_id == red.pk
+    assert not Campaign.objects.filter(name__in=["mixed", "named"]).exists()
+
+
+def test_a_viewer_in_the_campaigns_team_cannot_act_on_it(
+    django_user_model: Any, make_target: Any, make_experiment: Any
+) -> None:
+    from campaigns.services import create_campaign
+
+    red = Team.objects.create(name="red")
+    make_target("red-db", team=red)
+    experiment = make_experiment(name="red-latency", target="red-db")
+    campaign = create_campaign(actor=None, source="system", name="red-c", experiments=[experiment])
+    assert campaign.team_id == red.pk
+    user = _member(django_user_model, red, "viewer")
+    TeamMembership.objects.create(team_id=default_team_id(), user=user, role="operator")
+    client = _client(user)
+    assert client.get(f"/api/v1/campaigns/{campaign.pk}/").status_code == 200
+    refused = client.post(f"/api/v1/campaigns/{campaign.pk}/pause/", {}, format="json")
+    assert refused.status_code == 403, refused.content
+    assert "team" in refused.json()["detail"]
+    campaign.refresh_from_db()
+    assert not campaign.paused
+
+
+def test_game_day_observers_must_be_members_of_the_team(
+    django_user_model: Any, make_target: Any, make_experiment: Any
+) -> None:
+    from campaigns.services import create_campaign
+
+    red = Team.objects.create(name="red")
+    make_target("red-db", team=red)
+    experiment = make_experiment(name="red-latency", target="red-db")
+    create_campaign(actor=None, source="system", name="red-c", experiments=[experiment])
+    lead = _member(django_user_model, red, "operator")
+    _member(django_user_model, red, "viewer")
+    django_user_model.objects.create_user("stranger", password=None)
+    client = _client(lead)
+    refused = client.post(
+        "/api/v1/game-days/",
+        {"name": "drill", "campaign": "red-c", "observers": ["red-viewer", "stranger"]},
+        format="json",
+    )
+    assert refused.status_code == 400, refused.content
+    assert "stranger" in refused.json()["errors"]["observers"][0]
+    assert not GameDay.objects.exists()
+    planned = client.post(
+        "/api/v1/game-days/",
+        {"name": "drill", "campaign": "red-c", "observers": ["red-viewer"]},
+        format="json",
+    )
+    assert planned.status_code == 201, planned.content
+    game_day = planned.json()["id"]
+    patched = client.patch(
+        f"/api/v1/game-days/{game_day}/", {"observers": ["stranger"]}, format="json"
+    )
+    assert patched.status_code == 400
+    assert "observers" in patched.json()["errors"]
+    assert [u.username for u in GameDay.objects.get(pk=game_day).observers.all()] == ["red-viewer"]
