@@ -86,3 +86,110 @@ def test_admin_actions_need_the_api_role(
     assert KillSwitch.get().engaged == (rank < ROLES.index(ADMIN)), role
     sources = set(AuditEntry.objects.exclude(source="system").values_list("source", flat=True))
     assert sources <= {"admin"}
+
+
+def _team_staff(django_user_model: Any, name: str, roles: dict[Any, str]) -> Client:
+    """A staff user with every view/change permission whose roles are memberships only."""
+    from governance.models import TeamMembership
+
+    user = django_user_model.objects.create_user(name, password=None, is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            Q(codename__startswith="view_") | Q(codename__startswith="change_")
+        )
+    )
+    for team, role in roles.items():
+        TeamMembership.objects.create(team=team, user=user, role=role)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_campaign_admin_actions_need_the_operator_role_in_the_campaigns_team(
+    django_user_model: Any, make_target: Any, make_experiment: Any, role: str
+) -> None:
+    from campaigns.models import Campaign
+    from campaigns.services import create_campaign
+    from governance.models import Team
+
+    red = Team.objects.create(name="red")
+    make_target("red-db", team=red)
+    red_campaign = create_campaign(
+        actor=None,
+        source="system",
+        name="red-c",
+        experiments=[make_experiment(name="red-latency", target="red-db")],
+    )
+    blue_campaign = create_campaign(
+        actor=None, source="system", name="blue-c", experiments=[make_experiment()]
+    )
+    client = _team_staff(django_user_model, f"red-{role}", {red: role})
+    listing = client.get("/admin/campaigns/campaign/")
+    assert listing.status_code == 200
+    assert b"red-c" in listing.content and b"blue-c" not in listing.content
+    for pk in (red_campaign.pk, blue_campaign.pk):
+        client.post("/admin/campaigns/campaign/", {"action": "pause", "_selected_action": [pk]})
+    operates = ROLES.index(role) >= ROLES.index(OPERATOR)
+    assert Campaign.objects.get(pk=red_campaign.pk).paused == operates, role
+    assert not Campaign.objects.get(pk=blue_campaign.pk).paused  # another team's: untouched
+    # The change form: only in the campaign's team, and only from operator up.
+    edit = client.post(
+        f"/admin/campaigns/campaign/{red_campaign.pk}/change/",
+        {
+            "name": "red-c",
+            "team": str(red.pk),
+            "description": "edited",
+            "mode": "serial",
+            "concurrency": "2",
+            "schedule_kind": "none",
+            "interval_seconds": "",
+            "crontab": "",
+            "items-TOTAL_FORMS": "0",
+            "items-INITIAL_FORMS": "0",
+        },
+    )
+    assert edit.status_code == (302 if operates else 403), (role, edit.status_code)
+    assert (Campaign.objects.get(pk=red_campaign.pk).description == "edited") == operates
+    other = client.get(f"/admin/campaigns/campaign/{blue_campaign.pk}/change/")
+    assert other.status_code in (302, 404)
+    sources = set(
+        AuditEntry.objects.filter(action__startswith="campaign.")
+        .exclude(source="system")
+        .values_list("source", flat=True)
+    )
+    assert sources == ({"admin"} if operates else set())
+
+
+def test_campaign_admin_refuses_another_teams_experiments(
+    django_user_model: Any, make_target: Any, make_experiment: Any
+) -> None:
+    from campaigns.models import Campaign
+    from governance.models import Team
+
+    red = Team.objects.create(name="red")
+    make_target("red-db", team=red)
+    blue_experiment = make_experiment()
+    boss = django_user_model.objects.create_superuser("boss", "b@example.com", None)
+    client = Client()
+    client.force_login(boss)
+    response = client.post(
+        "/admin/campaigns/campaign/add/",
+        {
+            "name": "mixed",
+            "team": str(red.pk),
+            "description": "",
+            "mode": "serial",
+            "concurrency": "2",
+            "schedule_kind": "none",
+            "interval_seconds": "",
+            "crontab": "",
+            "items-TOTAL_FORMS": "1",
+            "items-INITIAL_FORMS": "0",
+            "items-0-experiment": str(blue_experiment.pk),
+            "items-0-position": "1",
+        },
+    )
+    assert response.status_code == 200  # the form again, with the error
+    assert b"experiments of another team" in response.content
+    assert not Campaign.objects.filter(name="mixed").exists()
