@@ -324,8 +324,10 @@ def experiment_edit(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(OPERATOR)
 @require_POST
 def experiment_check(request: HttpRequest) -> HttpResponse:
-    """htmx: validate and preview the editor's text without storing anything."""
+    """htmx: validate and preview the editor's text without storing anything (the dry
+    run reads the target, so the operator role is needed in the target's team)."""
     text = request.POST.get("spec", "")
+    _require_target_team(request, text)
     return render(request, "web/partials/check.html", {"check": _check(text), "text": text})
 
 

@@ -65,7 +65,7 @@ PAGES: list[tuple[str, str, dict[str, str], Any, str | None, int, int]] = [
     ("experiment-new", "get", {}, None, OPERATOR, 200, 200),
     # The spec's target (in the owning team) decides where the experiment goes.
     ("experiment-new", "post", {}, _new_spec, OPERATOR, 302, 403),
-    ("experiment-check", "post", {}, _new_spec, OPERATOR, 200, 200),
+    ("experiment-check", "post", {}, _new_spec, OPERATOR, 200, 403),
     ("experiment", "get", {"pk": "experiment"}, None, VIEWER, 200, 404),
     ("experiment-edit", "get", {"pk": "experiment"}, None, OPERATOR, 200, 404),
     ("experiment-edit", "post", {"pk": "experiment"}, _same_spec, OPERATOR, 302, 404),
