@@ -15,6 +15,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -30,7 +31,7 @@ from campaigns.models import (
     GameDay,
     GameDayNote,
 )
-from campaigns.services import foreign_experiments
+from campaigns.services import foreign_experiments, non_members
 from experiments.admin import TeamScopedAdminMixin
 from experiments.services import access
 from governance.models import Team, default_team_id
@@ -143,6 +144,11 @@ class CampaignAdmin(TeamScopedAdminMixin, admin.ModelAdmin):
     def has_scep_operator_permission(self, request: HttpRequest) -> bool:
         return access.highest_role(request.user) in (OPERATOR, APPROVER, ADMIN)
 
+    def save_model(self, request: HttpRequest, obj: Campaign, form: Any, change: bool) -> None:
+        if not _operates(request, obj.team_id):  # e.g. the default team, left empty
+            raise PermissionDenied("saving a campaign needs the operator role in its team")
+        super().save_model(request, obj, form, change)
+
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
         campaign = form.instance
@@ -215,10 +221,31 @@ class GameDayNoteInline(ReadOnlyInline):
     readonly_fields = fields
 
 
+class GameDayForm(forms.ModelForm):
+    class Meta:
+        model = GameDay
+        fields = ["campaign", "name", "observers"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        campaign = data.get("campaign")
+        outsiders = non_members(campaign.team_id, data.get("observers") or []) if campaign else []
+        if outsiders:
+            names = ", ".join(outsiders)
+            self.add_error("observers", f"not members of team {campaign.team.name!r}: {names}")
+        return data
+
+
 @admin.register(GameDay)
 class GameDayAdmin(TeamScopedAdminMixin, admin.ModelAdmin):
+    form = GameDayForm
     list_display = ["name", "campaign", "status", "started_at", "finished_at"]
     list_filter = ["status"]
     readonly_fields = ["status", "execution", "started_at", "finished_at", "created_by"]
     filter_horizontal = ["observers"]
     inlines = [GameDayNoteInline]
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "campaign":
+            kwargs["queryset"] = access.scope(Campaign.objects.all(), request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)

@@ -193,3 +193,67 @@ def test_campaign_admin_refuses_another_teams_experiments(
     assert response.status_code == 200  # the form again, with the error
     assert b"experiments of another team" in response.content
     assert not Campaign.objects.filter(name="mixed").exists()
+
+
+def test_a_campaign_added_in_the_admin_goes_only_to_a_team_the_staff_operates_in(
+    django_user_model: Any, make_target: Any, make_experiment: Any
+) -> None:
+    from campaigns.models import Campaign
+    from governance.models import Team
+
+    red = Team.objects.create(name="red")
+    make_target("red-db", team=red)
+    red_experiment = make_experiment(name="red-latency", target="red-db")
+    client = _team_staff(django_user_model, "red-operator", {red: "operator"})
+    staff = django_user_model.objects.get(username="red-operator")
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=["add_campaign"]))
+    form = {
+        "name": "red-weekly",
+        "description": "",
+        "mode": "serial",
+        "concurrency": "2",
+        "schedule_kind": "none",
+        "interval_seconds": "",
+        "crontab": "",
+        "items-TOTAL_FORMS": "1",
+        "items-INITIAL_FORMS": "0",
+        "items-0-experiment": str(red_experiment.pk),
+        "items-0-position": "1",
+    }
+    # Team left empty means the default team, where this user holds no role.
+    empty = {**form, "team": "", "items-TOTAL_FORMS": "0"}
+    refused = client.post("/admin/campaigns/campaign/add/", empty)
+    assert refused.status_code == 403
+    assert not Campaign.objects.filter(name="red-weekly").exists()
+    added = client.post("/admin/campaigns/campaign/add/", {**form, "team": str(red.pk)})
+    assert added.status_code == 302, added.content[:1500]
+    assert Campaign.objects.get(name="red-weekly").team_id == red.pk
+
+
+def test_game_day_observers_in_the_admin_must_be_members_of_the_team(
+    django_user_model: Any, experiment: Any
+) -> None:
+    from campaigns.models import GameDay
+    from campaigns.services import create_campaign, create_game_day
+
+    campaign = create_campaign(actor=None, source="system", name="c", experiments=[experiment])
+    game_day = create_game_day(
+        campaign=campaign, name="drill", observers=[], actor=None, source="system"
+    )
+    stranger = django_user_model.objects.create_user("stranger", password=None)
+    boss = django_user_model.objects.create_superuser("boss", "b@example.com", None)
+    client = Client()
+    client.force_login(boss)
+    url = f"/admin/campaigns/gameday/{game_day.pk}/change/"
+    form = {
+        "campaign": str(campaign.pk),
+        "name": "drill",
+        "notes-TOTAL_FORMS": "0",
+        "notes-INITIAL_FORMS": "0",
+    }
+    refused = client.post(url, {**form, "observers": [str(stranger.pk)]})
+    assert refused.status_code == 200
+    assert b"not members of team" in refused.content
+    assert not GameDay.objects.get(pk=game_day.pk).observers.exists()
+    saved = client.post(url, {**form, "observers": [str(boss.pk)]})  # superusers: every team
+    assert saved.status_code == 302, saved.content[:1500]
