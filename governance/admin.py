@@ -11,26 +11,13 @@ from django.http import HttpRequest
 from audit.models import AuditSource
 from audit.services import record
 from governance import services
-from governance.models import Policy, Team, TeamMembership
-
-FIELDS = (
-    "name",
-    "environment",
-    "enabled",
-    "allowed_families",
-    "max_intensity",
-    "max_duration_s",
-    "time_windows",
-    "timezone",
-    "blackouts",
-    "requires_approval",
-)
+from governance.models import POLICY_FIELDS, Policy, Team, TeamMembership
 
 
 class PolicyForm(forms.ModelForm):
     class Meta:
         model = Policy
-        fields = FIELDS
+        fields = POLICY_FIELDS
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -48,7 +35,7 @@ class PolicyAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Policy, form: Any, change: bool) -> None:
         stored = Policy.objects.get(pk=obj.pk) if change else None
-        data = {name: form.cleaned_data[name] for name in FIELDS}
+        data = {name: form.cleaned_data[name] for name in POLICY_FIELDS}
         saved = services.save_policy(stored, data, actor=request.user, source=AuditSource.ADMIN)
         obj.pk = saved.pk
 

@@ -7,6 +7,20 @@ from django.db import models
 
 from experiments.choices import Environment
 
+#: The editable fields of a policy, in the order forms and audit entries show them.
+POLICY_FIELDS = (
+    "name",
+    "environment",
+    "enabled",
+    "allowed_families",
+    "max_intensity",
+    "max_duration_s",
+    "time_windows",
+    "timezone",
+    "blackouts",
+    "requires_approval",
+)
+
 
 class Policy(models.Model):
     """The safety rules of one environment, checked by preflight before every run.

@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from audit.services import record
-from governance.models import Policy
+from governance.models import POLICY_FIELDS, Policy
 
 __all__ = [
     "DAYS",
@@ -209,32 +209,18 @@ def _inside_a_window(windows: list[_Window], zone: ZoneInfo, now: datetime, unti
     return False
 
 
-_FIELDS = (
-    "name",
-    "environment",
-    "enabled",
-    "allowed_families",
-    "max_intensity",
-    "max_duration_s",
-    "time_windows",
-    "timezone",
-    "blackouts",
-    "requires_approval",
-)
-
-
 @transaction.atomic
 def save_policy(policy: Policy | None, data: dict[str, Any], *, actor: Any, source: str) -> Policy:
     """Create or change a policy (already validated) and audit the before/after."""
-    before = {f: getattr(policy, f) for f in _FIELDS} if policy is not None else {}
+    before = {f: getattr(policy, f) for f in POLICY_FIELDS} if policy is not None else {}
     policy = policy or Policy()
     for key, value in data.items():
         setattr(policy, key, value)
     policy.save()
-    after = {f: getattr(policy, f) for f in _FIELDS}
+    after = {f: getattr(policy, f) for f in POLICY_FIELDS}
     changes = {
         f: {"before": before.get(f), "after": after[f]}
-        for f in _FIELDS
+        for f in POLICY_FIELDS
         if before.get(f) != after[f]
     }
     action = "policy.update" if before else "policy.create"

@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from governance.models import Policy, Team
+from governance.models import POLICY_FIELDS, Policy, Team
 from governance.services import policy_field_errors
 
 
@@ -21,21 +21,7 @@ class PolicySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Policy
-        fields = (
-            "id",
-            "name",
-            "environment",
-            "enabled",
-            "allowed_families",
-            "max_intensity",
-            "max_duration_s",
-            "time_windows",
-            "timezone",
-            "blackouts",
-            "requires_approval",
-            "created_at",
-            "updated_at",
-        )
+        fields = ("id", *POLICY_FIELDS, "created_at", "updated_at")
         read_only_fields = ("created_at", "updated_at")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
