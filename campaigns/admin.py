@@ -24,6 +24,7 @@ from audit.services import record
 from campaigns import services
 from campaigns.choices import ScheduleKind
 from campaigns.models import (
+    CAMPAIGN_FIELDS,
     Campaign,
     CampaignItem,
     CampaignRun,
@@ -43,17 +44,7 @@ SOURCE = AuditSource.ADMIN
 class CampaignForm(forms.ModelForm):
     class Meta:
         model = Campaign
-        fields = [
-            "name",
-            "team",
-            "description",
-            "mode",
-            "concurrency",
-            "schedule_kind",
-            "interval_seconds",
-            "crontab",
-            "paused",
-        ]
+        fields = list(CAMPAIGN_FIELDS)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -9,6 +9,19 @@ from django.db import models
 from campaigns.choices import ExecutionStatus, GameDayStatus, Mode, ScheduleKind, Trigger
 from governance.models import default_team_id
 
+#: The fields a user edits on a campaign (the API and the admin both offer these).
+CAMPAIGN_FIELDS = (
+    "name",
+    "team",
+    "description",
+    "mode",
+    "concurrency",
+    "schedule_kind",
+    "interval_seconds",
+    "crontab",
+    "paused",
+)
+
 
 class Campaign(models.Model):
     """A named, ordered set of experiments run together, by schedule or by hand.

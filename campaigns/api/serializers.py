@@ -8,7 +8,14 @@ from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
 from campaigns.choices import ScheduleKind
-from campaigns.models import Campaign, CampaignRun, CampaignRunItem, GameDay, GameDayNote
+from campaigns.models import (
+    CAMPAIGN_FIELDS,
+    Campaign,
+    CampaignRun,
+    CampaignRunItem,
+    GameDay,
+    GameDayNote,
+)
 from campaigns.services import (
     campaign_experiments,
     foreign_experiments,
@@ -50,15 +57,7 @@ class CampaignSerializer(serializers.ModelSerializer):
         model = Campaign
         fields = [
             "id",
-            "name",
-            "team",
-            "description",
-            "mode",
-            "concurrency",
-            "schedule_kind",
-            "interval_seconds",
-            "crontab",
-            "paused",
+            *CAMPAIGN_FIELDS,
             "experiments",
             "periodic_task",
             "created_by",
