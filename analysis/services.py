@@ -22,6 +22,7 @@ __all__ = [
     "analyse_run",
     "build_report",
     "load_series",
+    "report_series",
     "store_suggestions",
     "target_scores",
     "write_report_files",
@@ -211,10 +212,8 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value else None
 
 
-def build_report(run: Any, *, refresh: bool = True) -> dict[str, Any]:
-    """The report as plain data: what analysis.report renders and the API returns."""
-    if refresh:
-        run.refresh_from_db()
+def report_series(run: Any) -> dict[str, dict[str, list[Any]]]:
+    """The report's ``series`` section: per metric, every sample with its phase."""
     series = {}
     for metric, phases in load_series(run).items():
         ts, vs, ph = [], [], []
@@ -224,6 +223,21 @@ def build_report(run: Any, *, refresh: bool = True) -> dict[str, Any]:
             vs.extend(p_vs)
             ph.extend([phase] * len(p_ts))
         series[metric] = {"timestamps": ts, "values": vs, "phases": ph}
+    return series
+
+
+def build_report(
+    run: Any, *, refresh: bool = True, series: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The report as plain data: what analysis.report renders and the API returns.
+
+    ``series`` may be given when the caller already has them (a finished run's series
+    never change, so the API keeps them cached: they are most of the report's cost).
+    """
+    if refresh:
+        run.refresh_from_db()
+    if series is None:
+        series = report_series(run)
     spec = run.spec
     return {
         "run": {

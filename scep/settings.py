@@ -126,8 +126,12 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------------------
 _DEFAULT_DB_URL = f"sqlite:///{VAR_DIR / 'scep.sqlite3'}"
 _db_url = env_str("DATABASE_URL", _DEFAULT_DB_URL)
+# Persistent connections (seconds; 0 = a new connection per request): otherwise every
+# API request pays a PostgreSQL connect (and a server backend start). Health checks drop
+# a connection the server closed instead of failing the next request on it.
+_conn_max_age = env_int("SCEP_DB_CONN_MAX_AGE", 60, minimum=0)
 try:
-    _db = dj_database_url.parse(_db_url, conn_max_age=0)
+    _db = dj_database_url.parse(_db_url, conn_max_age=_conn_max_age, conn_health_checks=True)
 except Exception as exc:  # dj_database_url raises several types for bad URLs
     raise ImproperlyConfigured(f"DATABASE_URL={_db_url!r}: {exc}") from None
 if not _db.get("ENGINE"):

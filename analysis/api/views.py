@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from analysis import services
+from analysis import report_cache, services
 from analysis.api import serializers as s
 from analysis.exports import FORMATS, UnknownFormat, export_report, export_run
 from analysis.models import Finding, Suggestion
@@ -95,7 +95,7 @@ class RunAnalysisViewSet(viewsets.GenericViewSet):
     def report(self, request: Request, pk: str | None = None):
         """The full report (``?export=html`` for the self-contained HTML file)."""
         run = self.get_object()
-        report = services.build_report(run)
+        report = report_cache.report(run)  # the run was just loaded: no refresh
         if request.query_params.get("export") == "html":  # kept for older clients
             export = export_report(report, "html")
             response = HttpResponse(export.content, content_type=export.content_type)

@@ -340,6 +340,54 @@ class RunSerializer(serializers.ModelSerializer):
         )
         read_only_fields = fields
 
+    #: Columns :meth:`rows` reads: the list's fields and nothing heavier (no spec, no
+    #: summary), the names through joins instead of one query per run.
+    COLUMNS = (
+        "id",
+        "experiment__name",
+        "experiment_id",
+        "experiment_version",
+        "status",
+        "status_reason",
+        "verdict",
+        "verdict_confidence",
+        "dry_run",
+        "started_by__username",
+        "approved_by__username",
+        "approved_at",
+        "created_at",
+        "finished_at",
+    )
+
+    @classmethod
+    def rows(cls, values: Any) -> list[dict[str, Any]]:
+        """The list rows from ``queryset.values(*COLUMNS)``, exactly as :meth:`to_representation`
+        of model instances would render them (a test holds the two together).
+
+        Why: building 50 model instances (with their JSON fields) and going through 14 DRF
+        fields each was most of the run list's time; plain dicts cost a fraction of it.
+        """
+        stamp = serializers.DateTimeField().to_representation
+        return [
+            {
+                "id": v["id"],
+                "experiment": v["experiment__name"],
+                "experiment_id": v["experiment_id"],
+                "experiment_version": v["experiment_version"],
+                "status": v["status"],
+                "status_reason": v["status_reason"],
+                "verdict": v["verdict"],
+                "verdict_confidence": v["verdict_confidence"],
+                "dry_run": v["dry_run"],
+                "started_by": v["started_by__username"],
+                "approved_by": v["approved_by__username"],
+                "approved_at": stamp(v["approved_at"]) if v["approved_at"] else None,
+                "created_at": stamp(v["created_at"]) if v["created_at"] else None,
+                "finished_at": stamp(v["finished_at"]) if v["finished_at"] else None,
+            }
+            for v in values
+        ]
+
 
 def _percentile(ordered: list[float], q: float) -> float:
     """Linear interpolation between closest ranks (numpy's default), on sorted data."""

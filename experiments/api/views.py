@@ -275,6 +275,14 @@ class RunViewSet(
                 queryset = queryset.filter(experiment__name=experiment)
         return queryset
 
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        # Same JSON as RunSerializer, read as plain column values (see RunSerializer.rows).
+        values = self.get_queryset().values(*s.RunSerializer.COLUMNS)
+        page = self.paginate_queryset(values)
+        if page is None:
+            return Response(s.RunSerializer.rows(values))
+        return self.get_paginated_response(s.RunSerializer.rows(page))
+
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         ser = s.CreateRunSerializer(data=request.data)
         ser.is_valid(raise_exception=True)

@@ -76,9 +76,8 @@ def team_roles(user: Any) -> dict[int, str] | None:
 
 
 def _global_role(user: Any) -> str | None:
-    names = set(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
-    held = [role for role in ROLES if role in names]
-    return held[-1] if held else None
+    # The permission class asked already in this request: reuse its answer (one query).
+    return user_role(user)
 
 
 def team_role(user: Any, team_id: int | None) -> str | None:
