@@ -8,13 +8,17 @@ concurrency. Prints requests/s and p50/p99 latency per endpoint. Targets on 2 co
 run list >= 500 req/s with p99 < 50 ms.
 
 Usage: ``DATABASE_URL=postgres://postgres@127.0.0.1:5432/scep_bench
-.venv/bin/python benchmarks/api_load.py [--workers 4] [--connections 8,32] [--seconds 10]``
-(the database is migrated and seeded; use a throwaway one).
+.venv/bin/python benchmarks/api_load.py [--workers 4] [--connections 8,32] [--seconds 10]
+[--worker-class sync|gthread --threads N]`` (the database is migrated and seeded; use a
+throwaway one, fresh for every run so that every run sees the same data). The web
+processes inherit the environment, e.g. ``SCEP_DB_CONN_MAX_AGE=0`` for a connection per
+request. The last column is each row's req/s relative to the first row.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -94,6 +98,8 @@ def main() -> int:
     parser.add_argument("--connections", default="8,32")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--runs", type=int, default=500)
+    parser.add_argument("--worker-class", default="sync", help="gunicorn worker class")
+    parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
@@ -105,7 +111,9 @@ def main() -> int:
         url = procs.static_server(var / "www")
         run_id, token = seed(args.runs, url, procs)
         port = free_port()
-        gunicorn = [sys.executable, "-m", "gunicorn", "scep.wsgi", "--workers", str(args.workers)]
+        gunicorn = [sys.executable, "-m", "gunicorn", "scep.wsgi", "--workers",
+                    str(args.workers), "--worker-class", args.worker_class,
+                    "--threads", str(args.threads)]  # fmt: skip
         procs.start([*gunicorn, "--bind", f"127.0.0.1:{port}", "--log-level", "error"])
         base = f"http://127.0.0.1:{port}/api/v1"
         import httpx
@@ -130,12 +138,21 @@ def main() -> int:
                 time.sleep(1)
     finally:
         procs.stop()
-    print(f"API load ({backend()}), gunicorn --workers {args.workers}, wrk -t2 on loopback, "
+    print(f"API load ({backend()}), gunicorn --workers {args.workers} --worker-class "
+          f"{args.worker_class} --threads {args.threads}, wrk -t2 on loopback, "
           f"{args.seconds} s per row, {args.runs + 1} runs in the database")  # fmt: skip
-    print(f"{'endpoint':<22}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}")
+    print(f"{'endpoint':<22}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}"
+          f"{'x row 1':>9}")  # fmt: skip
+    first = results[0][2]["rps"] if results else 0.0
     for name, conns, f in results:
+        ratio = f["rps"] / first if first else 0.0
         print(f"{name:<22}{conns:>6}{f['rps']:>10.0f}{f['p50']:>9.1f}{f['p99']:>9.1f}"
-              f"{f['non2xx']:>9.0f}")  # fmt: skip
+              f"{f['non2xx']:>9.0f}{ratio:>9.2f}")  # fmt: skip
+    load = os.getloadavg()
+    print(
+        f"load average after the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
+        f"(other work on the machine skews every figure: compare runs made together)"
+    )
     best = max((f["rps"] for n, _, f in results if n.startswith("run list")), default=0)
     print(f"run list: best {best:.0f} req/s (target >= 500 req/s, p99 < 50 ms)")
     return 0
