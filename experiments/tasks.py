@@ -7,9 +7,19 @@ from celery import shared_task
 
 @shared_task(name="experiments.tasks.execute_run", acks_late=True)
 def execute_run(run_id: int) -> None:
-    from experiments.services.orchestrator import execute_run as run
+    """Execute one run, then free its garbage and hand the memory back to the kernel.
 
-    run(run_id)
+    A worker lives for thousands of runs; without this, the run's HTTP clients wait in
+    reference cycles for a rare full collection, each holding native SSL memory, and the
+    worker's RSS grew by about a third before levelling off (see scep.memory).
+    """
+    from experiments.services.orchestrator import execute_run as run
+    from scep.memory import release_free_memory
+
+    try:
+        run(run_id)
+    finally:
+        release_free_memory()
 
 
 @shared_task(name="experiments.tasks.reap", ignore_result=True)

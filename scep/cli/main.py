@@ -176,7 +176,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from django.conf import settings
 
     from scep.celery import app
+    from scep.memory import limit_native_threads, settle_heap
 
+    # A worker lives for thousands of runs: one BLAS thread per run thread, and a
+    # frozen start-up heap so the per-run garbage collection stays cheap (scep.memory).
+    limit_native_threads()
+    settle_heap()
     worker = app.Worker(
         hostname=f"orchestrator-{os.getpid()}@{settings.SCEP_HOSTNAME}",
         queues=[q.strip() for q in args.queues.split(",") if q.strip()],
