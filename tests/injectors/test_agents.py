@@ -109,7 +109,9 @@ def test_an_agent_sigkilled_mid_fault_reverts_it_when_it_comes_back(start_agent,
             30,
             "leftover fault reverted by the restarted agent",
         )
-        assert fault.revert_reason == "agent restarted"
+        # The restarted agent reverts it ("agent restarted"), or the run notices first and
+        # records that its fault ended early because the agent restarted: both say why.
+        assert "agent restarted" in fault.revert_reason
         assert round_trip_ms(f"{services.target_url}/api/items") < 150
     finally:
         services.stop()
