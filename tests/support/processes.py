@@ -6,6 +6,7 @@ broker private to the test session, so nothing leaks between test runs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -109,6 +110,10 @@ class PlatformProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+        # Children (e.g. the beat process of `worker --beat`) would outlive a parent that
+        # had to be killed and keep writing to the test database: end the whole group.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self._log.close()
 
 
