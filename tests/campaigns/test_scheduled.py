@@ -71,17 +71,20 @@ def test_the_kill_switch_holds_scheduled_executions_back_and_pause_stops_them(st
     assert not Run.objects.exists()
 
     release_kill_switch(actor="test", source="system")
+    # The execution is committed first and its step's run started just after, so wait
+    # for the run itself rather than the execution row.
     running = wait_until(
         lambda: (
-            CampaignRun.objects.filter(campaign=campaign)
+            CampaignRun.objects.filter(campaign=campaign, steps__run__isnull=False)
             .exclude(status=ExecutionStatus.SKIPPED)
             .first()
         ),
         60,
-        "a scheduled execution after release",
+        "a scheduled execution to start its run after release",
         0.5,
     )
-    assert running.steps.get().run is not None
+    assert running.trigger == Trigger.SCHEDULE
+    assert running.steps.get().run.experiment_id == campaign.items.get().experiment_id
 
     services.pause_campaign(campaign, actor="test", source="system")
     paused_at = timezone.now()
