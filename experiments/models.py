@@ -168,6 +168,15 @@ class Run(models.Model):
     reverted_at = models.DateTimeField(null=True, blank=True)
     recovery_started_at = models.DateTimeField(null=True, blank=True)
     analysis_started_at = models.DateTimeField(null=True, blank=True)
+    # The analysis runs in its own task (queue ``analysis``): what it needs to end the run
+    # is stored here, so a redelivered or re-queued analysis task needs no other memory.
+    pending_outcome = models.JSONField(
+        default=dict, blank=True, help_text="status, reason and breach the analysis ends with"
+    )
+    analysed_by = models.CharField(
+        max_length=200, blank=True, help_text="worker (host:pid) that claimed the analysis"
+    )
+    analysis_requeued_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     summary = models.JSONField(default=dict, blank=True)
 

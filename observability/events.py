@@ -59,8 +59,9 @@ REVERTS = Counter(
 )
 REAPER_ACTIONS = Counter(
     "scep_reaper_actions",
-    "What the reaper did: runs_failed (worker lost), faults_reverted (revert requested "
-    "for an orphaned or expired fault), faults_expired (closed while its agent was down).",
+    "What the reaper did: runs_failed (worker lost, or analysis never finished), "
+    "faults_reverted (revert requested for an orphaned or expired fault), faults_expired "
+    "(closed while its agent was down), analyses_requeued (a lost analysis queued again).",
     ["action"],
 )
 ANALYSIS_DURATION = Histogram(

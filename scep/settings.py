@@ -229,7 +229,7 @@ CELERY_TASK_DEFAULT_QUEUE = "orchestrator"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ROUTES = {
     "experiments.tasks.*": {"queue": "orchestrator"},
-    "analysis.tasks.*": {"queue": "orchestrator"},
+    "analysis.tasks.*": {"queue": "analysis"},
 }
 
 # --- SCEP knobs -----------------------------------------------------------------------
@@ -240,6 +240,9 @@ SCEP_MAX_WINDOW_S = env_float("SCEP_MAX_WINDOW_S", 3600.0, minimum=1.0)
 SCEP_FAULT_EXPIRY_GRACE_S = env_float("SCEP_FAULT_EXPIRY_GRACE_S", 10.0, minimum=0.0)
 SCEP_REAPER_INTERVAL_S = env_float("SCEP_REAPER_INTERVAL_S", 5.0, minimum=0.1)
 SCEP_RUN_HEARTBEAT_TIMEOUT_S = env_float("SCEP_RUN_HEARTBEAT_TIMEOUT_S", 30.0, minimum=1.0)
+# A run waiting in ANALYSING this long has its analysis queued again by the reaper, and
+# is ended FAILED after a second such wait (its analysis task was lost).
+SCEP_ANALYSIS_TIMEOUT_S = env_float("SCEP_ANALYSIS_TIMEOUT_S", 300.0, minimum=1.0)
 SCEP_AGENT_HEARTBEAT_S = env_float("SCEP_AGENT_HEARTBEAT_S", 2.0, minimum=0.1)
 SCEP_AGENT_OFFLINE_AFTER_S = env_float("SCEP_AGENT_OFFLINE_AFTER_S", 15.0, minimum=1.0)
 SCEP_AGENT_REPLY_TIMEOUT_S = env_float("SCEP_AGENT_REPLY_TIMEOUT_S", 15.0, minimum=0.5)

@@ -1,10 +1,13 @@
 """The run state machine: preflight → baseline → inject → during → revert → cleanup →
-recovery → analyse.
+recovery, then the hand-off to the analysis (``experiments.services.conclusion``).
 
-One Celery task per run calls ``execute_run``. The revert sits in a ``finally`` block:
-whatever happens after the ledger row is written — abort, stop condition, kill switch,
-an exception — the fault is reverted before the run moves on. The worker checks for
-aborts every ``SCEP_TICK_S`` so an abort is acted on well within a second.
+One Celery task per run calls ``execute_run``; the analysis and the run's end happen in
+a second task, on queue ``analysis``, so this thread is free once recovery is measured.
+
+The revert sits in a ``finally`` block: whatever happens after the ledger row is
+written — abort, stop condition, kill switch, an exception — the fault is reverted
+before the run moves on. The worker checks for aborts every ``SCEP_TICK_S`` so an abort
+is acted on well within a second.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from experiments.choices import EventKind, RunStatus, Verdict
+from experiments.choices import EventKind, RunStatus
 from experiments.models import KillSwitch, Run, Target
+from experiments.services.conclusion import finish_run, hand_off
 from experiments.services.preflight import PreflightError, preflight
 from experiments.services.runs import add_event
 from experiments.spec import ExperimentSpec
@@ -208,7 +212,7 @@ class Orchestrator:
         finally:
             if not self.run.dry_run:
                 self.revert_and_cleanup()
-        self.recover_and_analyse()
+        self.recover_and_hand_off()
 
     def dry_run(self) -> None:
         injector = get_injector(self.spec.fault.type)
@@ -320,7 +324,7 @@ class Orchestrator:
                 except Exception as exc:
                     self.event(EventKind.WARNING, f"cleanup[{i}] {action.type} failed: {exc}")
 
-    def recover_and_analyse(self) -> None:
+    def recover_and_hand_off(self) -> None:
         if self.sampler is None:  # nothing was collected (aborted before baseline)
             status, reason = self.final_status()
             self.finish(status, reason)
@@ -340,27 +344,9 @@ class Orchestrator:
         status, reason = self.final_status()
         if status == RunStatus.FAILED and "ended elsewhere" in reason:
             return
-        self.transition(RunStatus.ANALYSING, analysis_started_at=timezone.now())
-        from analysis.services import analyse_run
-
-        try:
-            result = analyse_run(self.run, aborted_reason=reason if status != "completed" else "")
-        except Exception as exc:
-            log.exception("analysis of run %s failed", self.run.pk)
-            self.event(EventKind.ERROR, f"analysis failed: {type(exc).__name__}: {exc}")
-            self.finish(RunStatus.FAILED, f"analysis failed: {exc}")
-            return
-        verdict = result.verdict
-        if self.interruption and self.interruption.keep_recovery:
-            verdict = Verdict.FAILED  # a breached stop condition is a failed hypothesis
-        self.finish(
-            status,
-            reason,
-            verdict=verdict,
-            confidence=result.confidence,
-            verdict_reason=result.reason,
-            write_report=True,
-        )
+        # The analysis runs in its own task (queue ``analysis``); this thread is done.
+        breached = bool(self.interruption and self.interruption.keep_recovery)
+        db_retry(hand_off, self.run, status, reason, breached=breached)
 
     def phase_bounds(self) -> dict[str, tuple[float, float]]:
         """Each phase's (start, end) in epoch seconds, for after-the-fact range queries."""
@@ -395,48 +381,16 @@ class Orchestrator:
         verdict_reason: str = "",
         write_report: bool = False,
     ) -> None:
-        """End the run. The report is written first, from the final values held in
-        memory, so that whoever sees the run terminal also finds its report."""
-        fields: dict[str, Any] = {"status_reason": reason, "finished_at": timezone.now()}
-        if verdict is not None:
-            fields.update(
-                verdict=verdict, verdict_confidence=confidence, verdict_reason=verdict_reason
-            )
-        elif status != RunStatus.COMPLETED:
-            fields.update(
-                verdict=Verdict.INCONCLUSIVE if status == RunStatus.ABORTED else "",
-                verdict_reason=reason,
-            )
-        if write_report:
-            self._write_report({"status": status, **fields})
-        # Do not overwrite a terminal state that the reaper set meanwhile.
-        updated = (
-            Run.objects.filter(pk=self.run.pk)
-            .exclude(status__in=RunStatus.terminal())
-            .update(status=status, **fields)
+        """End the run from this thread (dry run, preflight refusal, nothing collected)."""
+        finish_run(
+            self.run,
+            status,
+            reason,
+            verdict=verdict,
+            confidence=confidence,
+            verdict_reason=verdict_reason,
+            write_report=write_report,
         )
-        if updated:
-            for key, value in {"status": status, **fields}.items():
-                setattr(self.run, key, value)
-            add_event(self.run, EventKind.TRANSITION, f"{status}: {reason}", phase=status)
-            try:
-                from notifications.services import notify_run_ended
-
-                notify_run_ended(self.run)
-            except Exception:  # a notification must never break a run
-                log.exception("notifications of run %s failed", self.run.pk)
-
-    def _write_report(self, final: dict[str, Any]) -> None:
-        from analysis.services import write_report_files
-
-        for key, value in final.items():
-            setattr(self.run, key, value)
-        try:
-            paths = write_report_files(self.run, refresh=False)
-            self.event(EventKind.INFO, "report written", **{k: str(v) for k, v in paths.items()})
-        except Exception as exc:
-            log.exception("report of run %s not written", self.run.pk)
-            self.event(EventKind.WARNING, f"report files not written: {exc}")
 
 
 def run_cleanup_action(action: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ idempotent revert path as everyone else.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import psutil
 from django.conf import settings
@@ -20,7 +20,7 @@ from injectors.models import ActiveFault, FaultState
 from injectors.services import acts_on_host, agent_is_online, request_revert
 from observability import events
 
-__all__ = ["reap", "worker_is_gone"]
+__all__ = ["reap", "reap_analysis", "worker_is_gone"]
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,79 @@ def worker_is_gone(worker: str, heartbeat_at, now) -> bool:
     return now - heartbeat_at > timedelta(seconds=settings.SCEP_RUN_HEARTBEAT_TIMEOUT_S)
 
 
+def _report_failed(run: Run, reason: str) -> None:
+    add_event(run, EventKind.ERROR, f"reaper: {reason}", phase=RunStatus.FAILED)
+    try:
+        from notifications.services import notify_run_ended
+
+        notify_run_ended(run)
+    except Exception:  # a notification must never stop the reaper
+        log.exception("reaper: notifications of run %s failed", run.pk)
+
+
+def reap_analysis(now: datetime) -> dict[str, int]:
+    """Runs stuck in ANALYSING: their analysis task was lost (its worker was killed, the
+    broker dropped it) or no worker consumes queue ``analysis``.
+
+    After ``SCEP_ANALYSIS_TIMEOUT_S`` the analysis is queued once more (the faults were
+    reverted long ago; only the verdict is missing); after a second such wait the run
+    is ended FAILED. The conditional updates make two concurrent reapers act once.
+    """
+    from experiments.services.conclusion import enqueue_analysis
+
+    timeout = timedelta(seconds=settings.SCEP_ANALYSIS_TIMEOUT_S)
+    counts = {"requeued": 0, "failed": 0}
+    for run in Run.objects.filter(status=RunStatus.ANALYSING):
+        holder = f"worker {run.analysed_by}" if run.analysed_by else "no worker"
+        if run.analysis_requeued_at is None:
+            queued_at = run.analysis_started_at or run.heartbeat_at
+            if queued_at is None or now - queued_at <= timeout:
+                continue
+            requeued = Run.objects.filter(
+                pk=run.pk, status=RunStatus.ANALYSING, analysis_requeued_at__isnull=True
+            ).update(analysis_requeued_at=now, analysed_by="")
+            if requeued:
+                counts["requeued"] += 1
+                add_event(
+                    run,
+                    EventKind.WARNING,
+                    f"reaper: analysis not finished {timeout.total_seconds():.0f} s after it "
+                    f"was queued (claimed by {holder}); queued again",
+                    phase=RunStatus.ANALYSING,
+                )
+                enqueue_analysis(run)
+        elif now - run.analysis_requeued_at > timeout:
+            first = run.analysis_started_at or run.analysis_requeued_at
+            reason = (
+                f"analysis never finished: queued at {first:%H:%M:%S} UTC "
+                f"and again at {run.analysis_requeued_at:%H:%M:%S} UTC, claimed by {holder} "
+                "(is a worker consuming queue 'analysis'?)"
+            )
+            failed = Run.objects.filter(
+                pk=run.pk,
+                status=RunStatus.ANALYSING,
+                analysis_requeued_at=run.analysis_requeued_at,
+            ).update(
+                status=RunStatus.FAILED,
+                status_reason=reason,
+                verdict=Verdict.INCONCLUSIVE,
+                verdict_reason=reason,
+                finished_at=now,
+            )
+            if failed:
+                counts["failed"] += 1
+                _report_failed(run, reason)
+    return counts
+
+
 def reap() -> dict[str, int]:
     now = timezone.now()
     counts = {"runs_failed": 0, "faults_reverted": 0, "faults_expired": 0}
-    running = Run.objects.exclude(status__in=(*RunStatus.terminal(), RunStatus.QUEUED))
+    # A run in ANALYSING is no longer held by its orchestrator worker (whose task has
+    # ended): it waits for its analysis task, watched by reap_analysis instead.
+    running = Run.objects.exclude(
+        status__in=(*RunStatus.terminal(), RunStatus.QUEUED, RunStatus.ANALYSING)
+    )
     for run in running:
         if not run.worker or not worker_is_gone(run.worker, run.heartbeat_at, now):
             continue
@@ -53,13 +122,10 @@ def reap() -> dict[str, int]:
         )
         if updated:
             counts["runs_failed"] += 1
-            add_event(run, EventKind.ERROR, f"reaper: {reason}", phase=RunStatus.FAILED)
-            try:
-                from notifications.services import notify_run_ended
-
-                notify_run_ended(run)
-            except Exception:  # a notification must never stop the reaper
-                log.exception("reaper: notifications of run %s failed", run.pk)
+            _report_failed(run, reason)
+    analysis = reap_analysis(now)
+    counts["analyses_requeued"] = analysis["requeued"]
+    counts["runs_failed"] += analysis["failed"]
     for fault in ActiveFault.objects.filter(state__in=FaultState.open()).select_related("run"):
         orphaned = fault.run is not None and fault.run.status in RunStatus.terminal()
         expired = fault.expires_at <= now

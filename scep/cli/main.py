@@ -268,15 +268,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loglevel", default="WARNING")
     p.set_defaults(func=cmd_agent)
 
-    p = sub.add_parser("worker", help="run an orchestrator worker (queue 'orchestrator')")
+    p = sub.add_parser(
+        "worker", help="run a worker (queues 'orchestrator' and 'analysis' by default)"
+    )
     p.add_argument("--concurrency", type=int, default=8, help="concurrent runs")
     p.add_argument(
         "--beat", action="store_true", help="also run beat: the reaper and campaign schedules"
     )
     p.add_argument(
         "--queues",
-        default="orchestrator",
-        help="comma-separated queues to consume (e.g. orchestrator,notifications)",
+        default="orchestrator,analysis",
+        help="comma-separated queues to consume: 'orchestrator' drives runs, 'analysis' "
+        "analyses and ends them (default both)",
     )
     p.add_argument("--loglevel", default="WARNING")
     p.set_defaults(func=cmd_worker)

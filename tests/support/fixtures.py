@@ -64,7 +64,8 @@ def start_agent(spawn, transactional_db):
 
 @pytest.fixture
 def start_worker(spawn, transactional_db):
-    """Start an orchestrator worker (optionally with the beat-driven reaper)."""
+    """Start a worker: queues orchestrator and analysis unless `--queues` says otherwise
+    (optionally with the beat-driven reaper)."""
 
     def _start(*extra: str, **env: str) -> PlatformProcess:
         # Messages wait in the broker until the worker consumes them, so tests wait on
