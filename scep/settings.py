@@ -104,6 +104,9 @@ elif _cache_url == "locmem://":
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 else:
     raise ImproperlyConfigured(f"SCEP_CACHE_URL={_cache_url!r}: expected locmem:// or redis://")
+# Run list pages cached under a database-kept change counter (experiments.services.run_list).
+SCEP_API_LIST_CACHE = env_bool("SCEP_API_LIST_CACHE", True)
+SCEP_API_LIST_CACHE_TTL_S = env_int("SCEP_API_LIST_CACHE_TTL_S", 300, minimum=1)
 
 ROOT_URLCONF = "scep.urls"
 WSGI_APPLICATION = "scep.wsgi.application"
@@ -170,7 +173,7 @@ REST_FRAMEWORK = {
     # Token first: its WWW-Authenticate header makes DRF answer 401, not 403, to
     # anonymous callers.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "scep.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["scep.permissions.RolePermission"],

@@ -26,7 +26,7 @@ from audit.models import AuditEntry, AuditSource
 from experiments.api import serializers as s
 from experiments.choices import RunStatus, Verdict
 from experiments.models import Experiment, KillSwitch, Run, Target
-from experiments.services import access, catalog, runs
+from experiments.services import access, catalog, run_list, runs
 from governance.models import default_team_id
 from injectors.base import Injector
 from injectors.models import ActiveFault, Agent, FaultState
@@ -276,12 +276,19 @@ class RunViewSet(
         return queryset
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        if request.accepted_renderer.format != "json":
+            return Response(self._list_data())
+        teams = access.teams_with_role(request.user, VIEWER)
+        url = request.build_absolute_uri()
+        return Response(run_list.cached_page(teams, url, self._list_data))
+
+    def _list_data(self) -> Any:
         # Same JSON as RunSerializer, read as plain column values (see RunSerializer.rows).
         values = self.get_queryset().values(*s.RunSerializer.COLUMNS)
         page = self.paginate_queryset(values)
         if page is None:
-            return Response(s.RunSerializer.rows(values))
-        return self.get_paginated_response(s.RunSerializer.rows(page))
+            return s.RunSerializer.rows(values)
+        return self.get_paginated_response(s.RunSerializer.rows(page)).data
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         ser = s.CreateRunSerializer(data=request.data)
