@@ -228,6 +228,14 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# After a broker reconnect Celery lowers the prefetch count, then restores it from the
+# thread that acknowledges a task. With the thread pools of `scep worker` and `scep agent`
+# that is a pool thread sending a synchronous basic.qos on the AMQP connection the main
+# thread is reading: both can block for good and the worker consumes nothing more (found
+# by the RabbitMQ restart test in tests/scale/test_platform_faults.py). Without the
+# reduction a worker may take a few more messages than it has free threads after a
+# reconnect; they wait unacknowledged in it until a thread frees up.
+CELERY_WORKER_ENABLE_PREFETCH_COUNT_REDUCTION = False
 CELERY_TASK_DEFAULT_QUEUE = "orchestrator"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ROUTES = {
