@@ -280,7 +280,7 @@ class RunViewSet(
             return Response(self._list_data())
         teams = access.teams_with_role(request.user, VIEWER)
         url = request.build_absolute_uri()
-        return Response(run_list.cached_page(teams, url, self._list_data))
+        return Response(run_list.cached_page(request, teams, url, self._list_data))
 
     def _list_data(self) -> Any:
         # Same JSON as RunSerializer, read as plain column values (see RunSerializer.rows).

@@ -2,12 +2,13 @@
 
 The run list is the API's busiest read (dashboards and CLIs poll it), and almost every
 poll asks for a page that has not changed since the last one. Rendering it costs two
-queries and fifty rows of work; checking that it has not changed costs one read of a
-counter that the database itself moves forward in the same transaction as any change to
-what the list shows (migration ``experiments.0007_run_list_version``). A page is cached
-under that counter, so a reader that sees the new counter never gets an old page.
+queries and fifty rows of work; knowing that it has not changed costs nothing extra: the
+database moves its ``runs`` change counter in the same transaction as any change to
+what the list shows (``scep.change_counters``), and the request reads the counters once
+anyway. A page is cached under the counter value it was built at, before its rows were
+read, so a reader that sees a new value never gets an old page.
 
-Where the counter is missing (a database without the triggers), nothing is cached.
+Where there is no counter (another database, or inside a transaction) nothing is cached.
 """
 
 from __future__ import annotations
@@ -19,24 +20,16 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import DatabaseError, connection
+
+from scep import change_counters
 
 log = logging.getLogger(__name__)
 
-TABLE = "scep_run_list_version"
-
 
 def version() -> int | None:
-    """The current change count, or None where the database keeps none."""
-    if connection.vendor not in ("postgresql", "sqlite"):
-        return None
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(f"SELECT version FROM {TABLE} WHERE id = 1")
-            row = cursor.fetchone()
-    except DatabaseError:  # the table is missing: the migration has not run here
-        return None
-    return int(row[0]) if row else None
+    """The ``runs`` counter now, or None where the database keeps none."""
+    counters = change_counters.read()
+    return None if counters is None else counters.get("runs")
 
 
 def page_key(counter: int, teams: Sequence[int] | None, request_url: str) -> str:
@@ -48,16 +41,16 @@ def page_key(counter: int, teams: Sequence[int] | None, request_url: str) -> str
     return f"scep:runlist:{counter}:{digest}"
 
 
-def cached_page(teams: Sequence[int] | None, request_url: str, build: Callable[[], Any]) -> Any:
+def cached_page(
+    request: Any, teams: Sequence[int] | None, request_url: str, build: Callable[[], Any]
+) -> Any:
     """The page from the cache when nothing listed changed since it was built, else
-    ``build()`` (stored for the next reader). The counter is read before the rows, so a
-    stored page is never older than its key. A cache that fails (Redis restarting) only
-    costs the rebuild. Pages are shared only outside transactions (see below)."""
-    if not settings.SCEP_API_LIST_CACHE or connection.in_atomic_block:
-        # Inside a transaction the counter may carry this transaction's own uncommitted
-        # changes, which a rollback would hand to another page later: build, never share.
+    ``build()`` (stored for the next reader). A cache that fails (Redis restarting)
+    only costs the rebuild."""
+    if not settings.SCEP_API_LIST_CACHE:
         return build()
-    counter = version()
+    counters = change_counters.for_request(request)
+    counter = None if counters is None else counters.get("runs")
     if counter is None:
         return build()
     key = page_key(counter, teams, request_url)
