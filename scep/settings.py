@@ -107,6 +107,8 @@ else:
 # Run list pages cached under a database-kept change counter (experiments.services.run_list).
 SCEP_API_LIST_CACHE = env_bool("SCEP_API_LIST_CACHE", True)
 SCEP_API_LIST_CACHE_TTL_S = env_int("SCEP_API_LIST_CACHE_TTL_S", 300, minimum=1)
+# API callers (token → user and roles) kept per web process under the principals counter.
+SCEP_API_CALLER_CACHE = env_bool("SCEP_API_CALLER_CACHE", True)
 
 ROOT_URLCONF = "scep.urls"
 WSGI_APPLICATION = "scep.wsgi.application"

@@ -111,3 +111,13 @@ def test_a_cached_caller_is_a_copy_per_request(caching: None, viewer: Any) -> No
     assert first is not second and first.pk == second.pk
     first.username = "changed by one request"
     assert second.username == viewer.username
+
+
+def test_with_the_caller_cache_off_every_request_looks_the_caller_up(
+    caching: None, viewer: Any, settings: Any
+) -> None:
+    settings.SCEP_API_CALLER_CACHE = False
+    client = _client(Token.objects.create(user=viewer).key)
+    for _ in range(2):
+        status, seen = _statements(client)
+        assert status == 200 and any("authtoken_token" in sql for sql in seen)
