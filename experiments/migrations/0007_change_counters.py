@@ -10,9 +10,9 @@ Two counters, in table ``scep_change_counter``:
   their role groups, teams and team memberships. The API keeps a token's user and roles
   under it (``scep.authentication``).
 
-Triggers move a counter in the same transaction as the change, so a reader that sees
-the new count also sees the new rows, whichever code path (ORM save, bulk update, raw
-SQL, cascade, TRUNCATE) made the change.
+Triggers move a counter in the same transaction as the change (on PostgreSQL at its
+commit), so a reader that sees the new count also sees the new rows, whichever code path
+(ORM save, bulk update, raw SQL, cascade, TRUNCATE) made the change.
 
 The table has no Django model on purpose: test databases are reset by truncating the
 models' tables, and a counter that never goes back cannot hand a reset database an
@@ -70,11 +70,14 @@ def _postgresql() -> tuple[list[str], list[str]]:
     )
     triggers = []
     for i, (counter, table, events) in enumerate(WATCHED):
-        # Statement triggers: one bump per statement, however many rows it touched.
+        # Deferred to the commit: a transaction takes the counter's row lock as its last
+        # act, so it never holds that lock while waiting for another (runs are changed by
+        # many concurrent transactions; an immediate trigger could deadlock two of them).
         triggers.append((f"scep_cc_{i}", table, events))
         forward.append(
-            f"CREATE TRIGGER scep_cc_{i} AFTER {events} ON {table} "
-            f"FOR EACH STATEMENT EXECUTE FUNCTION scep_change_counter_bump('{counter}')"
+            f"CREATE CONSTRAINT TRIGGER scep_cc_{i} AFTER {events} ON {table} "
+            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+            f"EXECUTE FUNCTION scep_change_counter_bump('{counter}')"
         )
     # TRUNCATE fires no row trigger (and is how test databases are reset).
     truncated = sorted({(counter, table) for counter, table, _ in WATCHED})
