@@ -39,6 +39,8 @@ from typing import Any
 import httpx
 import numpy as np
 
+from analysis.collectors.tls import client_ssl_context
+
 __all__ = ["MEASURES", "Probe", "ProbeSample"]
 
 MEASURES = (
@@ -123,6 +125,7 @@ class Probe:
             limits=httpx.Limits(max_connections=width, max_keepalive_connections=width),
             follow_redirects=False,
             trust_env=False,
+            verify=client_ssl_context(),
         )
         self._pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="scep-probe")
         self._closed = False

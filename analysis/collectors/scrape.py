@@ -43,6 +43,7 @@ from analysis.collectors.errors import (
     TargetUnreachableError,
     UnknownMetricError,
 )
+from analysis.collectors.tls import client_ssl_context
 
 __all__ = ["Exposition", "ScrapeSeries", "Scraper", "Selection"]
 
@@ -156,6 +157,7 @@ class Scraper:
             headers={"Accept": _ACCEPT},
             follow_redirects=True,
             trust_env=False,
+            verify=client_ssl_context(),
         )
 
     def fetch(self) -> Exposition:
