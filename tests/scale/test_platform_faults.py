@@ -104,6 +104,25 @@ def private_redis(tmp_path: Path, settings):
         redis.stop()
 
 
+def assert_broker_restart_survived(stack, run, fault, *, timeout: float) -> None:
+    """What a broker restart mid-run must leave: the run completed, its fault reverted by
+    the worker through the restarted broker (not left to expire: the agent's consumer came
+    back), one ledger row, every phase's series kept, and a new run carried end to end."""
+    run = wait_status(run, RunStatus.terminal(), timeout=timeout)
+    assert run.status == RunStatus.COMPLETED, run.status_reason
+    fault = reverted_in_time(fault)
+    assert fault.revert_reason == "duration elapsed"
+    assert round_trip_ms(f"{stack.api_url}/api/items") < 100
+    assert ActiveFault.objects.filter(run=run).count() == 1
+    assert {"baseline", "during", "recovery"} <= set(
+        MetricSeries.objects.filter(run=run).values_list("phase", flat=True)
+    )
+    second = wait_status(start(stack.spec(name="after-restart", duration=2)),
+                         RunStatus.terminal(), timeout=90)  # fmt: skip
+    assert second.status == RunStatus.COMPLETED, second.status_reason
+    assert_no_open_fault()
+
+
 def test_the_broker_restarted_mid_run_loses_nothing(private_redis, stack, start_worker):
     start_worker(SCEP_AGENT_REPLY_TIMEOUT_S="20")
     run = start(stack.spec(duration=10))
@@ -112,22 +131,7 @@ def test_the_broker_restarted_mid_run_loses_nothing(private_redis, stack, start_
 
     private_redis.restart(down_s=2)  # no persistence: queues and bindings are gone
 
-    run = wait_status(run, RunStatus.terminal(), timeout=90)
-    assert run.status == RunStatus.COMPLETED, run.status_reason
-    fault = reverted_in_time(fault)
-    # Reverted by the worker at the end of the duration, through the restarted broker —
-    # not left to expire (the agent's consumer came back).
-    assert fault.revert_reason == "duration elapsed"
-    assert round_trip_ms(f"{stack.api_url}/api/items") < 100
-    assert ActiveFault.objects.filter(run=run).count() == 1
-    assert {"baseline", "during", "recovery"} <= set(
-        MetricSeries.objects.filter(run=run).values_list("phase", flat=True)
-    )
-    # And the restarted broker carries a new run end to end.
-    second = wait_status(start(stack.spec(name="after-restart", duration=2)),
-                         RunStatus.terminal(), timeout=90)  # fmt: skip
-    assert second.status == RunStatus.COMPLETED, second.status_reason
-    assert_no_open_fault()
+    assert_broker_restart_survived(stack, run, fault, timeout=90)
 
 
 @pytest.fixture
@@ -175,21 +179,7 @@ def test_rabbitmq_restarted_mid_run_loses_nothing(private_rabbitmq, stack, start
     back_after = (timezone.now() - during_since).total_seconds()
     assert back_after < duration - 5, f"the node took {back_after:.1f} s to come back"
 
-    run = wait_status(run, RunStatus.terminal(), timeout=duration + 90)
-    assert run.status == RunStatus.COMPLETED, run.status_reason
-    fault = reverted_in_time(fault)
-    # Reverted by the worker at the end of the duration, through the restarted broker —
-    # not left to expire (the agent's consumer came back).
-    assert fault.revert_reason == "duration elapsed"
-    assert round_trip_ms(f"{stack.api_url}/api/items") < 100
-    assert ActiveFault.objects.filter(run=run).count() == 1
-    assert {"baseline", "during", "recovery"} <= set(
-        MetricSeries.objects.filter(run=run).values_list("phase", flat=True)
-    )
-    second = wait_status(start(stack.spec(name="after-restart", duration=2)),
-                         RunStatus.terminal(), timeout=90)  # fmt: skip
-    assert second.status == RunStatus.COMPLETED, second.status_reason
-    assert_no_open_fault()
+    assert_broker_restart_survived(stack, run, fault, timeout=duration + 90)
 
 
 @pytest.fixture
