@@ -48,16 +48,21 @@ class AgentRuntime:
         # own, so a busy or slow fault in one family never stalls another's traffic.
         self.http_proxies = HttpProxyManager()
         self.dns = DnsManager()
+        self.started_at = timezone.now()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._housekeeping, name="agent-house", daemon=True)
 
     def start(self) -> None:
         global _runtime
         _runtime = self
+        self.started_at = timezone.now()
         self.proxies.start()
-        self.heartbeat(started=True)
+        # Leftovers are swept before the first heartbeat says this agent is up, and only
+        # rows opened before it started: a fault opened the moment the agent is seen alive
+        # is new work for it, not something a previous run of it left behind.
         self.sync_proxies()
         self.recover_leftovers()
+        self.heartbeat(started=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -75,7 +80,7 @@ class AgentRuntime:
             "info": {"proxies": sorted(self.proxies.proxy_names())},
         }
         if started:
-            defaults["started_at"] = timezone.now()
+            defaults["started_at"] = self.started_at
         Agent.objects.update_or_create(name=self.name, defaults=defaults)
 
     def sync_proxies(self) -> None:
@@ -106,15 +111,18 @@ class AgentRuntime:
 
     def recover_leftovers(self) -> None:
         """Revert ledger rows a previous run of this agent left open."""
-        for fault in ActiveFault.objects.filter(agent=self.name, state__in=FaultState.open()):
-            revert_fault(fault.pk, reason="agent restarted")
+        leftovers = ActiveFault.objects.filter(
+            agent=self.name, state__in=FaultState.open(), created_at__lt=self.started_at
+        )
+        for fault in leftovers:
+            execution.revert_fault(fault.pk, "agent restarted", self)
 
     def expire_due(self) -> None:
         due = ActiveFault.objects.filter(
             agent=self.name, state__in=FaultState.open(), expires_at__lte=timezone.now()
         )
         for fault in due:
-            revert_fault(fault.pk, reason="expired")
+            execution.revert_fault(fault.pk, "expired", self)
 
     def _housekeeping(self) -> None:
         while not self._stop.wait(settings.SCEP_AGENT_HEARTBEAT_S):
