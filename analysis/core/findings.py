@@ -61,6 +61,7 @@ KINDS = (
     "saturation",
     "collateral_impact",
     "unexpected_improvement",
+    "unconfirmed_change",
     "no_impact",
     "recovered",
     "slow_recovery",
@@ -732,6 +733,8 @@ def _during_finding(e: MetricEvidence, rule_failed: bool) -> Finding:
             "responses or a broken probe.",
             ev,
         )
+    if c.material:
+        return _unconfirmed_change(e, c, ev, text)
     return Finding(
         m.name,
         "no_impact",
@@ -743,6 +746,36 @@ def _during_finding(e: MetricEvidence, rule_failed: bool) -> Finding:
             f"p={c.p_value:.2g}; changes within ±{_fmt(c.tolerance, unit)} "
             "are treated as noise."
         ),
+        ev,
+    )
+
+
+def _unconfirmed_change(
+    e: MetricEvidence, c: Comparison, ev: dict[str, Any], text: str
+) -> Finding:
+    """A shift beyond tolerance that the rank test cannot tell from noise.
+
+    Calling it "no impact" would claim evidence of absence where there is only absence
+    of evidence: the effect may be real and the run too short to show it. It is kept
+    apart so the reader, the suggestions and the exports treat it as "unknown".
+    """
+    m = e.metric
+    shift = c.shift
+    assert shift is not None
+    worse = shift.shift > 0 if c.better == "lower" else shift.shift < 0
+    direction = "worse" if worse else "better"
+    ev["direction"] = direction
+    p = 1.0 if e.p_during_adj is None else e.p_during_adj
+    return Finding(
+        m.name,
+        "unconfirmed_change",
+        "low" if worse and not m.collateral else "info",
+        float(min(1.0, max(0.0, 1.0 - p)) * sample_factor(c.n) * 0.5),
+        f"{m.name} moved {_pct(c.relative_effect)} ({direction}) during the fault, "
+        "but not significantly",
+        text + f" The shift is beyond the ±{_fmt(c.tolerance, m.unit)} tolerance, yet the "
+        f"rank test cannot tell it from noise at alpha {c.config.alpha:g}: neither an "
+        "impact nor its absence is shown. Longer phases would settle it.",
         ev,
     )
 

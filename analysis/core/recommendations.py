@@ -393,6 +393,17 @@ CATALOGUE: tuple[Advice, ...] = (
         ("unexpected_improvement",),
     ),
     Advice(
+        "settle-unclear-change",
+        "Repeat the run to settle a change it could not confirm",
+        "{metric} moved {relative_pct:+.0f}% during the fault ({baseline_median_txt} → "
+        "{window_median_txt}), beyond the ±{tolerance_txt} tolerance, but p={p_adjusted:.2g} "
+        "is not significant: repeat with longer phases before counting it as no impact.",
+        "A change the run was too short to confirm is neither a pass nor a failure; acting "
+        "on either reading is a guess.",
+        2,
+        ("unconfirmed_change",),
+    ),
+    Advice(
         "stabilise-baseline",
         "Stabilise the baseline before trusting 'no impact'",
         "Lengthen the baseline or smooth {metric} (robust CV {baseline_cv:.2f}): changes "

@@ -95,6 +95,21 @@ def _verdict_of(result: Any) -> str:
     return str(getattr(result, "verdict", "") or "")
 
 
+def _unconfirmed_worse(result: Any) -> list[str]:
+    """Metrics that moved the wrong way beyond tolerance without the test confirming it."""
+    if result is None:
+        return []
+    raw = result.get("findings") if isinstance(result, Mapping) else getattr(result, "findings", [])
+    out = []
+    for f in raw or []:
+        f = f if isinstance(f, Mapping) else f.to_dict()
+        if f.get("kind") == "unconfirmed_change" and (f.get("evidence") or {}).get(
+            "direction"
+        ) == "worse":
+            out.append(str(f.get("metric")))
+    return out
+
+
 def _metrics_of(result: Any) -> Mapping[str, Any]:
     if result is None:
         return {}
@@ -298,7 +313,10 @@ def _needed_points(
 
 
 def _repeat(
-    spec: Mapping[str, Any], result: Any, caps: Mapping[str, float]
+    spec: Mapping[str, Any],
+    result: Any,
+    caps: Mapping[str, float],
+    unclear: list[str] | None = None,
 ) -> dict[str, Any] | None:
     interval = float(_seconds(spec.get("interval"), 1.0))
     n, metric, effect = _needed_points(spec, _metrics_of(result))
@@ -315,6 +333,12 @@ def _repeat(
         if metric
         else f"at least {n} points per phase are needed for a usable comparison"
     )
+    opening = (
+        "The run was inconclusive"
+        if _verdict_of(result) == "inconclusive" or not unclear
+        else f"{', '.join(unclear)} moved the wrong way during the fault, but not "
+        "significantly"
+    )
     tail = (
         " Even the policy caps cannot reach that: reduce the metric's noise or use a harsher fault."
         if capped
@@ -323,7 +347,7 @@ def _repeat(
     return _suggestion(
         "repeat",
         "Repeat with longer phases",
-        f"The run was inconclusive; {why}, so baseline, fault and recovery last "
+        f"{opening}; {why}, so baseline, fault and recovery last "
         f"{min(baseline, caps['max_window']):g} / {min(duration, caps['max_duration']):g} / "
         f"{min(recovery, caps['max_window']):g} s.{tail}",
         _derive(spec, "repeat", caps, duration=duration, baseline=baseline, recovery=recovery),
@@ -535,11 +559,13 @@ def suggest_next(
     bp = _breaking_point(spec, list(history), verdict, limits, check)
     if bp:
         out.append(bp)
-    if verdict == "inconclusive":
-        rep = _repeat(spec, result, limits)
+    unclear = _unconfirmed_worse(result)
+    if verdict == "inconclusive" or unclear:
+        rep = _repeat(spec, result, limits, unclear)
         if rep:
             out.append(rep)
-    if verdict == "passed" and not bp:
+    if verdict == "passed" and not bp and not unclear:
+        # A harsher fault is premature while the gentler one's effect is still unknown.
         br = _blast_radius(spec, limits, check)
         if br:
             out.append(br)

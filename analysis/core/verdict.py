@@ -160,7 +160,24 @@ def _without_rules(evidence: Mapping[str, MetricEvidence]) -> tuple[Verdict, flo
         if degraded
         else "no metric degraded without recovering"
     )
+    unclear = [e.name for e in evidence.values() if _moved_unconfirmed(e)]
+    if unclear:
+        # Still a pass (nothing failed to recover), but a weaker one: the reader must
+        # not take these metrics as unaffected.
+        conf *= 0.5
+        detail += (
+            f"; {', '.join(unclear)} moved the wrong way beyond tolerance without the "
+            "change being significant, so whether the fault hurt them is unknown"
+        )
     return "passed", conf, f"No hypothesis was given and {detail}."
+
+
+def _moved_unconfirmed(e: MetricEvidence) -> bool:
+    """A worse-side shift beyond tolerance that the BH-adjusted test did not confirm."""
+    c = e.during
+    if e.during_outcome != "ok" or e.metric.collateral or c.shift is None or not c.material:
+        return False
+    return c.shift.shift > 0 if c.better == "lower" else c.shift.shift < 0
 
 
 def decide_verdict(

@@ -150,3 +150,30 @@ def test_fast_compare_matches_compare_windows_on_long_windows() -> None:
     assert fast.p_value == pytest.approx(slow.p_value, rel=1e-6)
     assert fast.outcome == slow.outcome
     assert fast.shift.shift == pytest.approx(slow.shift.shift, abs=0.5)
+
+
+def test_a_shift_beyond_tolerance_the_test_cannot_confirm_is_unconfirmed_not_no_impact() -> None:
+    # +25 ms on a 100 ms baseline with sd 20: real, but 12 samples a phase cannot show it.
+    short = (12, 12, 12)
+    res = analyse_run(make_run([series("api_latency", 125.0, 100.0, sd=20.0, n=short)], n=short))
+    assert kinds(res, "api_latency") == {"unconfirmed_change"}
+    unclear = finding(res, "api_latency", "unconfirmed_change")
+    assert unclear.evidence["direction"] == "worse"
+    assert unclear.evidence["p_adjusted"] >= 0.01  # the default alpha: not significant
+    assert unclear.severity == "low" and "not significantly" in unclear.title
+    assert res.verdict == "passed" and "api_latency moved the wrong way" in res.reason
+    assert [r["id"] for r in res.recommendations] == ["settle-unclear-change"]
+
+    # The same effect with five times the samples is a confirmed degradation.
+    long = (60, 60, 60)
+    res = analyse_run(make_run([series("api_latency", 125.0, 100.0, sd=20.0, n=long)], n=long))
+    assert "degradation" in kinds(res, "api_latency")
+
+
+def test_an_unconfirmed_improvement_is_informational() -> None:
+    short = (12, 12, 12)
+    m = series("api_latency", 80.0, 100.0, sd=20.0, n=short, seed=3)  # a draw where p > alpha
+    res = analyse_run(make_run([m], n=short))
+    unclear = finding(res, "api_latency", "unconfirmed_change")
+    assert unclear.evidence["direction"] == "better" and unclear.severity == "info"
+    assert "moved the wrong way" not in res.reason

@@ -155,3 +155,17 @@ def test_suggestions_from_a_real_analysis_result() -> None:
     res = analyse_run(make_run([series("latency", 0.1, 0.1, base=0.1, sd=0.05, unit="s")]))
     out = suggest_next(_spec(), [], res, DEMO_CONFIG, caps=CAPS)
     _valid(out)
+
+
+def test_an_unconfirmed_worse_change_asks_for_a_longer_repeat_before_a_harsher_fault() -> None:
+    short = (12, 12, 12)
+    m = series("api_latency", 125.0, 100.0, sd=20.0, n=short)
+    result = analyse_run(make_run([m], n=short))
+    assert result.verdict == "passed"
+
+    suggestions = suggest_next(_spec(), [], result, DEMO_CONFIG, caps=CAPS)
+
+    _valid(suggestions)
+    by_kind = {s["kind"]: s for s in suggestions}
+    assert "blast_radius" not in by_kind
+    assert by_kind["repeat"]["rationale"].startswith("api_latency moved the wrong way")
