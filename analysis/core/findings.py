@@ -750,9 +750,7 @@ def _during_finding(e: MetricEvidence, rule_failed: bool) -> Finding:
     )
 
 
-def _unconfirmed_change(
-    e: MetricEvidence, c: Comparison, ev: dict[str, Any], text: str
-) -> Finding:
+def _unconfirmed_change(e: MetricEvidence, c: Comparison, ev: dict[str, Any], text: str) -> Finding:
     """A shift beyond tolerance that the rank test cannot tell from noise.
 
     Calling it "no impact" would claim evidence of absence where there is only absence

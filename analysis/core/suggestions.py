@@ -103,9 +103,10 @@ def _unconfirmed_worse(result: Any) -> list[str]:
     out = []
     for f in raw or []:
         f = f if isinstance(f, Mapping) else f.to_dict()
-        if f.get("kind") == "unconfirmed_change" and (f.get("evidence") or {}).get(
-            "direction"
-        ) == "worse":
+        if (
+            f.get("kind") == "unconfirmed_change"
+            and (f.get("evidence") or {}).get("direction") == "worse"
+        ):
             out.append(str(f.get("metric")))
     return out
 
@@ -336,8 +337,7 @@ def _repeat(
     opening = (
         "The run was inconclusive"
         if _verdict_of(result) == "inconclusive" or not unclear
-        else f"{', '.join(unclear)} moved the wrong way during the fault, but not "
-        "significantly"
+        else f"{', '.join(unclear)} moved the wrong way during the fault, but not significantly"
     )
     tail = (
         " Even the policy caps cannot reach that: reduce the metric's noise or use a harsher fault."
