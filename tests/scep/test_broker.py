@@ -1,20 +1,23 @@
-"""The embedded filesystem broker never hands a consumer a half-written message."""
+"""The embedded filesystem broker never hands a consumer a half-written message, and a
+waiting consumer wakes when a message lands rather than at its next poll."""
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 
 from kombu import Connection
 
-from scep.broker import Transport
+from scep.broker import FolderWakeup, Transport
 
 
-def options(folder) -> dict:
+def options(folder, polling_interval: float = 0.001) -> dict:
     return {
         "data_folder_in": str(folder),
         "data_folder_out": str(folder),
         "processed_folder": str(folder / "processed"),
-        "polling_interval": 0.001,
+        "polling_interval": polling_interval,
         "control_folder": str(folder / "control"),
     }
 
@@ -54,3 +57,36 @@ def test_an_unreadable_message_is_skipped_not_fatal(tmp_path):
         queue = conn.SimpleQueue("other")
         queue.put({"ok": True})
         assert queue.get(timeout=5).payload == {"ok": True}
+
+
+def test_a_folder_wakeup_returns_when_a_file_is_renamed_into_the_folder(tmp_path):
+    (tmp_path / ".partial").write_bytes(b"{}")  # written before the watch: no event
+    wakeup = FolderWakeup(str(tmp_path))
+    assert wakeup.fd is not None, "inotify is available on Linux"
+    try:
+        threading.Timer(0.2, os.replace, (tmp_path / ".partial", tmp_path / "m.q.msg")).start()
+        began = time.monotonic()
+        wakeup.wait(60)
+        assert time.monotonic() - began < 30, "woke on the rename, not at the timeout"
+    finally:
+        wakeup.close()
+
+
+def test_a_consumer_gets_a_message_long_before_its_next_poll(tmp_path):
+    # A polling interval far above get()'s timeout: only the wake-up can deliver in time.
+    # A queue name of its own: kombu keeps filesystem exchange bindings process-wide.
+    (tmp_path / "processed").mkdir()
+    slow = options(tmp_path, polling_interval=600)
+    got: list[dict] = []
+
+    def consume() -> None:
+        with Connection(transport=Transport, transport_options=slow) as conn:
+            got.append(conn.SimpleQueue("wake").get(timeout=30).payload)
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    time.sleep(0.5)  # let it start waiting
+    with Connection(transport=Transport, transport_options=slow) as conn:
+        conn.SimpleQueue("wake").put({"hello": 1})
+    consumer.join(timeout=60)
+    assert got == [{"hello": 1}]
