@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 
 from experiments.choices import EventKind, RunStatus, Verdict
@@ -53,16 +54,20 @@ def finish_run(
         )
     if write_report:
         _write_report(run, {"status": status, **fields})
-    updated = (
-        Run.objects.filter(pk=run.pk)
-        .exclude(status__in=RunStatus.terminal())
-        .update(status=status, **fields)
-    )
+    # The terminal state and its TRANSITION event commit together: whoever sees the run
+    # ended also finds the event that says why.
+    with transaction.atomic():
+        updated = (
+            Run.objects.filter(pk=run.pk)
+            .exclude(status__in=RunStatus.terminal())
+            .update(status=status, **fields)
+        )
+        if updated:
+            add_event(run, EventKind.TRANSITION, f"{status}: {reason}", phase=status)
     if not updated:
         return False
     for key, value in {"status": status, **fields}.items():
         setattr(run, key, value)
-    add_event(run, EventKind.TRANSITION, f"{status}: {reason}", phase=status)
     try:
         from notifications.services import notify_run_ended
 

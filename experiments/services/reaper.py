@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 import psutil
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from experiments.choices import EventKind, RunStatus, Verdict
@@ -35,8 +36,13 @@ def worker_is_gone(worker: str, heartbeat_at, now) -> bool:
     return now - heartbeat_at > timedelta(seconds=settings.SCEP_RUN_HEARTBEAT_TIMEOUT_S)
 
 
-def _report_failed(run: Run, reason: str) -> None:
+def _record_failure(run: Run, reason: str) -> None:
+    """The timeline's account of the failure, written in the transaction that ends the
+    run, so nobody sees the run failed without the reason."""
     add_event(run, EventKind.ERROR, f"reaper: {reason}", phase=RunStatus.FAILED)
+
+
+def _notify_failed(run: Run) -> None:
     try:
         from notifications.services import notify_run_ended
 
@@ -83,20 +89,23 @@ def reap_analysis(now: datetime) -> dict[str, int]:
                 f"and again at {run.analysis_requeued_at:%H:%M:%S} UTC, claimed by {holder} "
                 "(is a worker consuming queue 'analysis'?)"
             )
-            failed = Run.objects.filter(
-                pk=run.pk,
-                status=RunStatus.ANALYSING,
-                analysis_requeued_at=run.analysis_requeued_at,
-            ).update(
-                status=RunStatus.FAILED,
-                status_reason=reason,
-                verdict=Verdict.INCONCLUSIVE,
-                verdict_reason=reason,
-                finished_at=now,
-            )
+            with transaction.atomic():
+                failed = Run.objects.filter(
+                    pk=run.pk,
+                    status=RunStatus.ANALYSING,
+                    analysis_requeued_at=run.analysis_requeued_at,
+                ).update(
+                    status=RunStatus.FAILED,
+                    status_reason=reason,
+                    verdict=Verdict.INCONCLUSIVE,
+                    verdict_reason=reason,
+                    finished_at=now,
+                )
+                if failed:
+                    _record_failure(run, reason)
             if failed:
                 counts["failed"] += 1
-                _report_failed(run, reason)
+                _notify_failed(run)
     return counts
 
 
@@ -113,16 +122,19 @@ def reap() -> dict[str, int]:
             continue
         since = f"{run.heartbeat_at:%H:%M:%S} UTC" if run.heartbeat_at else "start"
         reason = f"worker {run.worker} lost during {run.status} (last heartbeat {since})"
-        updated = Run.objects.filter(pk=run.pk, status=run.status).update(
-            status=RunStatus.FAILED,
-            status_reason=reason,
-            verdict=Verdict.INCONCLUSIVE,
-            verdict_reason=reason,
-            finished_at=now,
-        )
+        with transaction.atomic():
+            updated = Run.objects.filter(pk=run.pk, status=run.status).update(
+                status=RunStatus.FAILED,
+                status_reason=reason,
+                verdict=Verdict.INCONCLUSIVE,
+                verdict_reason=reason,
+                finished_at=now,
+            )
+            if updated:
+                _record_failure(run, reason)
         if updated:
             counts["runs_failed"] += 1
-            _report_failed(run, reason)
+            _notify_failed(run)
     analysis = reap_analysis(now)
     counts["analyses_requeued"] = analysis["requeued"]
     counts["runs_failed"] += analysis["failed"]

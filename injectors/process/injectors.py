@@ -424,6 +424,14 @@ class PauseInjector(Injector):
             _stop_watchdog(wd_pid, wd_ctime)
             reasons = "; ".join(f"pid {s['pid']}: {s['reason']}" for s in skipped)
             raise InjectionError(f"could not stop any process: {reasons}")
+        if time.time() >= ctx.expires_at or not _is_our_watchdog(wd_pid, wd_ctime):
+            # The watchdog may already have sent its SIGCONT (the expiry came while we
+            # were stopping) and left: nobody would resume these, so resume them now.
+            for proc in stopped:
+                with contextlib.suppress(OSError):
+                    signal_if_same(proc.pid, proc.create_time, signal.SIGCONT)
+            _stop_watchdog(wd_pid, wd_ctime)
+            raise InjectionError("the fault expired while the processes were being paused")
         return {
             **_handle_lists(stopped),
             "signal": "SIGSTOP",

@@ -84,7 +84,7 @@ def test_a_run_waits_in_analysing_until_an_analysis_worker_takes_it(stack, start
         "orchestrator",
         "--beat",
         SCEP_REAPER_INTERVAL_S="0.5",
-        SCEP_RUN_HEARTBEAT_TIMEOUT_S="4",
+        SCEP_RUN_HEARTBEAT_TIMEOUT_S="6",
     )
     experiment = create_experiment(stack.spec(), actor="test", source="system")
     run = start_run(experiment, actor="test", source="system")
@@ -94,7 +94,7 @@ def test_a_run_waits_in_analysing_until_an_analysis_worker_takes_it(stack, start
         90,
         f"run {run.pk} to reach analysing",
     )
-    waited_until = time.monotonic() + 7
+    waited_until = time.monotonic() + 9  # beyond the heartbeat timeout and a reaper pass
     while time.monotonic() < waited_until:
         run.refresh_from_db()
         assert run.status == RunStatus.ANALYSING, (run.status, run.status_reason)
@@ -116,6 +116,9 @@ def test_a_run_waits_in_analysing_until_an_analysis_worker_takes_it(stack, start
         f"run {run.pk} to end",
     )
     wait_until(lambda: queued_messages("analysis") == 0, 20, "both deliveries consumed")
+    wait_until(
+        lambda: NotificationDelivery.objects.filter(run=run).exists(), 20, "run-ended notification"
+    )
     time.sleep(1.0)  # the losing delivery's claim attempt
 
     run.refresh_from_db()

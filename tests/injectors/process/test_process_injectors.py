@@ -231,24 +231,24 @@ def test_pause_self_expires_and_the_process_runs_again_without_any_revert(
 ) -> None:
     (target,) = sleepers.start()
     injector = PauseInjector()
-    ctx = make_ctx(expires_in=1.5)
+    ctx = make_ctx(expires_in=4.0)  # room for the watchdog's start on a loaded host
 
     handle = injector.inject(injector.validate({"pid": target.pid}), ctx)
     sleepers.track(handle["watchdog_pid"], handle["watchdog_create_time"])
     assert wait_for_status(target.pid, {psutil.STATUS_STOPPED}) == psutil.STATUS_STOPPED
 
     time.sleep(max(0.0, ctx.expires_at - time.time()))
-    assert wait_for_status(target.pid, RUNNING, timeout=1.5) in RUNNING
+    assert wait_for_status(target.pid, RUNNING, timeout=5) in RUNNING
     assert wait_finished(handle["watchdog_pid"], handle["watchdog_create_time"])
 
 
 def test_revert_after_expiry_is_harmless(sleepers: Sleepers) -> None:
     (target,) = sleepers.start()
     injector = PauseInjector()
-    ctx = make_ctx(expires_in=0.8)
+    ctx = make_ctx(expires_in=3.0)
     handle = injector.inject(injector.validate({"pid": target.pid}), ctx)
     sleepers.track(handle["watchdog_pid"], handle["watchdog_create_time"])
-    assert wait_finished(handle["watchdog_pid"], handle["watchdog_create_time"], timeout=3)
+    assert wait_finished(handle["watchdog_pid"], handle["watchdog_create_time"], timeout=10)
 
     injector.revert(handle, ctx)
     injector.revert(handle, ctx)
@@ -281,7 +281,7 @@ def test_a_pause_outlives_a_sigkilled_injector_and_still_ends_at_expiry(
     sleepers: Sleepers,
 ) -> None:
     (target,) = sleepers.start()
-    expires_at = time.time() + 2.0
+    expires_at = time.time() + 6.0  # the helper's start-up and imports come out of this
     helper = subprocess.Popen(
         [sys.executable, "-c", HELPER, str(target.pid), repr(expires_at)],
         cwd=ROOT,
@@ -305,8 +305,30 @@ def test_a_pause_outlives_a_sigkilled_injector_and_still_ends_at_expiry(
     assert status_of(target.pid) == psutil.STATUS_STOPPED, "resumed before expiry"
 
     time.sleep(max(0.0, expires_at - time.time()))
-    assert wait_for_status(target.pid, RUNNING, timeout=1.5) in RUNNING
+    assert wait_for_status(target.pid, RUNNING, timeout=5) in RUNNING
     assert wait_finished(handle["watchdog_pid"], handle["watchdog_create_time"])
+
+
+def test_an_expiry_that_passes_while_pausing_resumes_the_processes_and_fails(
+    sleepers: Sleepers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The watchdog fires (SIGCONT) and exits before the SIGSTOP is sent: nobody would
+    # ever resume the process, so the injector must, and report the failure.
+    import injectors.process.injectors as module
+
+    (target,) = sleepers.start()
+    ctx = make_ctx(expires_in=1.0)
+    real_signal_all = module._signal_all
+
+    def late_signal_all(chosen, sig):
+        time.sleep(max(0.0, ctx.expires_at - time.time()) + 1.0)
+        return real_signal_all(chosen, sig)
+
+    monkeypatch.setattr(module, "_signal_all", late_signal_all)
+    injector = PauseInjector()
+    with pytest.raises(InjectionError, match="expired while"):
+        injector.inject(injector.validate({"pid": target.pid}), ctx)
+    assert wait_for_status(target.pid, RUNNING) in RUNNING
 
 
 def test_pause_with_an_expiry_in_the_past_is_refused(sleepers: Sleepers) -> None:
