@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -29,7 +30,7 @@ import scep_flags
 from injectors.models import ActiveFault, FaultState
 from injectors.registry import get_injector
 from scep_flags import FailureFlagError, failure_flag
-from tests.support.processes import ROOT, free_port
+from tests.support.processes import ROOT, free_port, wait_until
 
 # --- servers and fixtures ---------------------------------------------------------------
 
@@ -105,9 +106,15 @@ def hanging_server() -> Iterator[str]:
     sock.close()
 
 
+#: The SDK's deadline against the live server. The default (0.5 s) is for production; a
+#: loaded CI host can answer slower, and a missed deadline reads as "no faults". The
+#: deadline itself is tested against a server that never answers.
+LIVE_TIMEOUT_S = 5.0
+
+
 def load_urlconf() -> None:
     """Import the URLconf now: the live server would import it on its first request,
-    which can take seconds, and the SDK's 0.5 s deadline would (rightly) give up on it."""
+    which can take seconds, and the SDK's deadline would (rightly) give up on it."""
     get_resolver().url_patterns  # noqa: B018 - the import is the point
 
 
@@ -133,6 +140,7 @@ def platform(
 
     def _configure(**kwargs: Any) -> scep_flags.FlagsClient:
         kwargs.setdefault("cache_ttl_s", 0.0)
+        kwargs.setdefault("timeout_s", LIVE_TIMEOUT_S)
         return scep_flags.configure(live_server.url, token, **kwargs)
 
     return _configure
@@ -178,6 +186,14 @@ def charge(region: str = "eu") -> Any:
         return flag.response if flag.has_response else "charged"
 
 
+def faulted() -> bool:
+    try:
+        charge()
+    except FailureFlagError:
+        return True
+    return False
+
+
 # --- effects ----------------------------------------------------------------------------
 
 
@@ -202,10 +218,13 @@ def test_latency_effect_delays_by_the_configured_amount(platform, add_flag) -> N
     add_flag(effect="latency", latency_ms=150)
     client.flags()  # warm the cache: time the delay, not the fetch
 
-    elapsed, result = timed(charge)
+    samples = [timed(charge) for _ in range(5)]
 
-    assert result == "charged"
-    assert 0.150 <= elapsed < 0.350, elapsed  # upper bound only catches gross excess
+    assert all(result == "charged" for _, result in samples)
+    elapsed = sorted(e for e, _ in samples)
+    assert elapsed[0] >= 0.150, elapsed  # never early
+    # The median only catches gross excess (e.g. the delay applied twice), not a stall.
+    assert statistics.median(elapsed) < 0.300, elapsed
 
 
 def test_response_effect_substitutes_the_value(platform, add_flag) -> None:
@@ -278,6 +297,7 @@ def test_labels_must_all_match_and_values_may_glob(platform, add_flag) -> None:
         scep_flags.get_client().base_url,
         scep_flags.get_client().token,
         cache_ttl_s=0,
+        timeout_s=LIVE_TIMEOUT_S,
         app_labels={"service": "search"},
     )
     assert charge("eu-west") == "charged"  # the app label does not match
@@ -311,13 +331,14 @@ def test_intensity_is_the_share_of_faulted_calls(platform, add_flag) -> None:
 
 
 def test_cache_ttl_is_respected(platform, add_flag) -> None:
-    client = platform(cache_ttl_s=0.6)
+    # The TTL must outlast a fetch plus a ledger write on a loaded host.
+    client = platform(cache_ttl_s=2.0)
     assert charge() == "charged"  # fetch #1: nothing active
     fault = add_flag()
     assert charge() == "charged"  # still cached: the new flag is not seen yet
     assert client.fetches == 1
 
-    time.sleep(0.65)
+    wait_until(lambda: not client.is_fresh(), 10, "the cache to go stale")
     with pytest.raises(FailureFlagError):
         charge()  # fetch #2 sees it
     assert client.fetches == 2
@@ -325,19 +346,21 @@ def test_cache_ttl_is_respected(platform, add_flag) -> None:
     ActiveFault.objects.filter(pk=fault.pk).update(state=FaultState.REVERTED)
     with pytest.raises(FailureFlagError):
         charge()  # reverted, but the cache still holds it for the TTL
-    time.sleep(0.65)
+    wait_until(lambda: not client.is_fresh(), 10, "the cache to go stale")
     assert charge() == "charged"
     assert client.fetches == 3
 
 
 def test_a_flag_expires_on_time_even_while_cached(platform, add_flag) -> None:
     client = platform(cache_ttl_s=60)
-    add_flag(expires_in=0.8)
-    with pytest.raises(FailureFlagError):
-        charge()
-    time.sleep(0.9)
-    assert charge() == "charged"
-    assert client.fetches == 1
+    fault = add_flag(expires_in=3)  # longer than a fetch on a loaded host
+    fetch_s, result = timed(charge)
+    assert isinstance(result, FailureFlagError)
+    wait_until(lambda: not faulted(), 10, "the flag to expire")
+    assert client.fetches == 1  # it left the cache by itself
+    # Not before its expiry: the client counts from the fetch's start, so at most the
+    # fetch's duration early (plus the feed's 1 ms rounding).
+    assert timezone.now() >= fault.expires_at - timedelta(seconds=fetch_s + 0.002)
 
 
 # --- failing safe -----------------------------------------------------------------------
@@ -349,13 +372,15 @@ def test_a_server_that_never_answers_means_no_fault_within_the_timeout(
     client = scep_flags.configure(hanging_server, "t", timeout_s=0.3, cache_ttl_s=0)
     caplog.set_level(logging.WARNING, logger="scep_flags")
 
+    # It gives up at the deadline; the slack is for a busy host, and far below waiting
+    # for an answer (forever).
     elapsed, result = timed(charge)
     assert result == "charged"
-    assert elapsed < 0.3 + 0.25, elapsed
+    assert elapsed < 0.3 + 2.0, elapsed
 
     elapsed, result = timed(charge)  # the warning is rate limited, the timeout is not
     assert result == "charged"
-    assert elapsed < 0.55
+    assert elapsed < 0.3 + 2.0, elapsed
     assert client.fetches == 2
     warnings = [r for r in caplog.records if r.name == "scep_flags"]
     assert len(warnings) == 1
@@ -363,10 +388,12 @@ def test_a_server_that_never_answers_means_no_fault_within_the_timeout(
 
 
 def test_an_unreachable_platform_means_no_fault() -> None:
-    scep_flags.configure(f"http://127.0.0.1:{free_port()}", "t", cache_ttl_s=0)
+    scep_flags.configure(
+        f"http://127.0.0.1:{free_port()}", "t", cache_ttl_s=0, timeout_s=LIVE_TIMEOUT_S
+    )
     elapsed, result = timed(charge)
     assert result == "charged"
-    assert elapsed < 0.5
+    assert elapsed < LIVE_TIMEOUT_S / 2  # a refused connection does not wait for the deadline
 
 
 @pytest.mark.parametrize(
@@ -380,7 +407,7 @@ def test_an_unreachable_platform_means_no_fault() -> None:
 )
 def test_errors_and_bad_answers_mean_no_fault(http_server, status: int, body: bytes) -> None:
     url, hits = http_server(status, body)
-    scep_flags.configure(url, "t", cache_ttl_s=0)
+    scep_flags.configure(url, "t", cache_ttl_s=0, timeout_s=LIVE_TIMEOUT_S)
     assert charge() == "charged"
     assert hits  # it did ask
 
@@ -388,7 +415,7 @@ def test_errors_and_bad_answers_mean_no_fault(http_server, status: int, body: by
 def test_a_rejected_token_means_no_fault(live_server, transactional_db, add_flag) -> None:
     load_urlconf()
     add_flag()
-    scep_flags.configure(live_server.url, "not-a-token", cache_ttl_s=0)
+    scep_flags.configure(live_server.url, "not-a-token", cache_ttl_s=0, timeout_s=LIVE_TIMEOUT_S)
     assert charge() == "charged"
 
 
@@ -405,6 +432,9 @@ def test_configuration_from_the_environment(
     monkeypatch.setenv("SCEP_FLAGS_URL", live_server.url)
     monkeypatch.setenv("SCEP_FLAGS_TOKEN", token)
     add_flag()
+    client = scep_flags.get_client()
+    assert (client.base_url, client.token) == (live_server.url, token)
+    client.timeout_s = LIVE_TIMEOUT_S  # no variable sets it; see LIVE_TIMEOUT_S
     with pytest.raises(FailureFlagError):
         charge()
 

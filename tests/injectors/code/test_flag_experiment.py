@@ -33,7 +33,8 @@ def flags_app(live_server: Any, viewer: Any) -> Iterator[str]:
     # Import the URLconf before the app polls: on a cold live server that import can
     # outlast the SDK's deadline, and the app would (correctly) see no flags meanwhile.
     get_resolver().url_patterns  # noqa: B018
-    scep_flags.configure(live_server.url, token, cache_ttl_s=0.2, target="checkout")
+    # A deadline above the default 0.5 s: a slow live server must not read as "no faults".
+    scep_flags.configure(live_server.url, token, cache_ttl_s=0.2, timeout_s=2.0, target="checkout")
     server = make_app_server()
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
     thread.start()
@@ -52,7 +53,8 @@ def test_a_flag_experiment_faults_the_app_only_while_it_runs(
     )
     start_agent("flag-agent")
     start_worker()
-    probe = {"url": f"{flags_app}/checkout?region=eu", "timeout": 2.0, "requests": 4}
+    # Longer than the SDK's deadline, so a slow flag fetch is never a probe error.
+    probe = {"url": f"{flags_app}/checkout?region=eu", "timeout": 5.0, "requests": 4}
     spec = {
         "name": "charge-fails",
         "target": target.name,
@@ -65,7 +67,7 @@ def test_a_flag_experiment_faults_the_app_only_while_it_runs(
                 "exception": {"type": "ConnectionError", "message": "provider down"},
             },
         },
-        "duration": 3,
+        "duration": 6,  # long enough for the checks below to land inside the fault window
         "baseline": 1.5,
         "recovery": 1.5,
         "interval": 0.5,
@@ -90,7 +92,7 @@ def test_a_flag_experiment_faults_the_app_only_while_it_runs(
 
     wait_until(lambda: status() == RunStatus.DURING, 60, "the run to reach 'during'")
     # While the fault is on: other regions are untouched, eu checkouts fail like an outage.
-    wait_until(lambda: httpx.get(f"{flags_app}/checkout?region=eu").status_code == 502, 2, "a 502")
+    wait_until(lambda: httpx.get(f"{flags_app}/checkout?region=eu").status_code == 502, 5, "a 502")
     assert httpx.get(f"{flags_app}/checkout?region=us").status_code == 200
 
     wait_until(lambda: status() in RunStatus.terminal(), 60, "the run to end")
@@ -115,5 +117,5 @@ def test_a_flag_experiment_faults_the_app_only_while_it_runs(
     assert error_rate("recovery") < 0.5  # likewise the SDK cache (0.2 s) at the revert
 
     # Reverted: the app is healthy again once its cache has turned over.
-    wait_until(lambda: httpx.get(f"{flags_app}/checkout?region=eu").status_code == 200, 2, "a 200")
+    wait_until(lambda: httpx.get(f"{flags_app}/checkout?region=eu").status_code == 200, 5, "a 200")
     assert Run.objects.get(pk=run.pk).status == RunStatus.COMPLETED

@@ -186,13 +186,14 @@ def test_repeat_keeps_terminating_until_expiry(
 ) -> None:
     app = f"scep-rep-{uuid.uuid4().hex[:6]}"
     inj = PgTerminateBackendsInjector()
-    handle = inj.inject(
-        {"application_name": app, "repeat_interval_ms": 100}, make_ctx(config, expires_in=2.0)
-    )
+    # The expiry covers the helper's start-up on a loaded host, then a late session.
+    ctx = make_ctx(config, expires_in=4.0)
+    handle = inj.inject({"application_name": app, "repeat_interval_ms": 100}, ctx)
     assert handle["pids"] == [] and handle["helper_pid"]
     late = connect(app)
-    assert wait_until(lambda: not alive(late), 2.0)
-    assert not wait_no_helpers(helper_guard, timeout=3.0)  # stops by itself at expiry
+    assert wait_until(lambda: not alive(late), 3.0)
+    assert not wait_no_helpers(helper_guard, timeout=10.0)  # stops by itself at expiry
+    assert time.time() >= ctx.expires_at, "the helper stopped before the expiry"
     assert alive(connect(app))
     inj.revert(handle, make_ctx(config))  # after expiry: harmless
 
@@ -219,12 +220,12 @@ def test_lock_ends_by_itself_at_expiry(
     config: dict[str, Any], connect: Callable, helper_guard: float
 ) -> None:
     reader = connect()
-    handle = PgLockTableInjector().inject(
-        PgLockTableInjector().validate({"table": "victim"}), make_ctx(config, expires_in=1.5)
-    )
+    ctx = make_ctx(config, expires_in=4.0)  # longer than the helper's start-up under load
+    handle = PgLockTableInjector().inject(PgLockTableInjector().validate({"table": "victim"}), ctx)
     assert not can_read(reader)
-    assert wait_until(lambda: can_read(reader), 3.0)
-    assert not wait_no_helpers(helper_guard, timeout=2.0)
+    assert wait_until(lambda: can_read(reader), 10.0)
+    assert time.time() >= ctx.expires_at, "the lock was released before the expiry"
+    assert not wait_no_helpers(helper_guard, timeout=5.0)
     assert not backend_exists(handle["backend_pid"])
 
 
@@ -245,13 +246,13 @@ def test_server_ends_the_lock_when_helper_is_frozen(
     """A stopped helper keeps its socket open; idle_in_transaction_session_timeout ends it."""
     reader = connect()
     inj = PgLockTableInjector()
-    handle = inj.inject(inj.validate({"table": "victim"}), make_ctx(config, expires_in=1.5))
+    handle = inj.inject(inj.validate({"table": "victim"}), make_ctx(config, expires_in=3.0))
     helper = psutil.Process(handle["helper_pid"])
     helper.suspend()  # well before its deadline, so it cannot roll back by itself
     try:
         assert not can_read(reader)
-        # expiry (1.5 s) + grace (2 s): the server terminates the session by itself
-        assert wait_until(lambda: can_read(reader), 6.0)
+        # expiry (3 s) + grace (2 s): the server terminates the session by itself
+        assert wait_until(lambda: can_read(reader), 12.0)
         assert not backend_exists(handle["backend_pid"])
     finally:
         helper.resume()
@@ -333,8 +334,10 @@ def test_exhaust_server_scope_holds_a_capped_share(
 ) -> None:
     """Server scope on the shared server, capped at 3 connections to spare the others."""
     inj = PgExhaustConnectionsInjector()
-    handle = inj.inject(inj.validate({"max_open": 3}), make_ctx(config, expires_in=1.5))
+    ctx = make_ctx(config, expires_in=4.0)  # longer than the helper's start-up under load
+    handle = inj.inject(inj.validate({"max_open": 3}), ctx)
     assert 1 <= handle["held"] <= 3
     assert all(backend_exists(pid) for pid, _ in handle["backends"])
-    assert not wait_no_helpers(helper_guard, timeout=3.0)  # released at expiry by itself
-    assert wait_until(lambda: not any(backend_exists(pid) for pid, _ in handle["backends"]), 2.0)
+    assert not wait_no_helpers(helper_guard, timeout=10.0)  # released at expiry by itself
+    assert time.time() >= ctx.expires_at, "the helper stopped before the expiry"
+    assert wait_until(lambda: not any(backend_exists(pid) for pid, _ in handle["backends"]), 5.0)

@@ -25,6 +25,7 @@ from injectors.http.injectors import AbortInjector, DelayInjector
 from injectors.http.proxy import HttpProxyManager, HttpRule, parse_http_upstream
 from injectors.network.proxy import ProxyError
 from injectors.registry import get_injector
+from tests.support.processes import wait_until
 
 CHUNKS = [b"alpha-", b"beta-", b"gamma"]
 
@@ -264,11 +265,12 @@ def test_drop_closes_the_connection_without_a_response(manager, proxy):
 def test_an_expired_rule_stops_applying_without_a_revert(manager, proxy):
     name, addr = proxy
     manager.set_rule(name, rule("abort", rule_id="past", ttl=-1))
-    manager.set_rule(name, rule("abort", rule_id="short", ttl=0.3, status=502))
+    short = rule("abort", rule_id="short", ttl=2.0, status=502)
+    manager.set_rule(name, short)
     conn = client(addr)
     assert call(conn)[0] == 502
-    time.sleep(0.35)
-    assert call(conn)[0] == 200
+    wait_until(lambda: call(conn)[0] == 200, 10, "the rule to expire")
+    assert time.time() >= short.expires_at  # not before its expiry
     conn.close()
     assert manager.rules(name) == []
 
@@ -402,15 +404,18 @@ def test_inject_revert_and_expiry_through_a_real_proxy(target_config, runtime):
     AbortInjector().revert(handle, make_ctx(target_config, runtime))  # idempotent
     assert call(conn, "GET", "/x")[0] == 200
     # Expiry with no revert at all.
-    ctx = make_ctx(target_config, runtime, fault_id=6, expires_at=time.time() + 0.3)
+    ctx = make_ctx(target_config, runtime, fault_id=6, expires_at=time.time() + 2.0)
     DelayInjector().inject({"proxy": "api", "delay_ms": 150}, ctx)
-    start = time.perf_counter()
-    assert call(conn)[0] == 200
-    assert time.perf_counter() - start >= 0.14
-    time.sleep(0.3)
-    start = time.perf_counter()
-    assert call(conn)[0] == 200
-    assert time.perf_counter() - start < 0.1
+
+    def call_s() -> float:
+        start = time.perf_counter()
+        assert call(conn)[0] == 200
+        return time.perf_counter() - start
+
+    assert call_s() >= 0.14
+    # A call faster than the delay (which is never early) is one no longer delayed.
+    wait_until(lambda: call_s() < 0.14, 10, "the delay to expire")
+    assert time.time() >= ctx.expires_at  # not before its expiry
     conn.close()
     runtime.http_proxies.remove_proxy("shop/api")
     AbortInjector().revert(handle, make_ctx(target_config, runtime))  # proxy gone: fine

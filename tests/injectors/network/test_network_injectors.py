@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import socketserver
+import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -87,6 +88,11 @@ def round_trip_ms(addr: tuple[str, int]) -> float:
         sock.sendall(b"ping")
         assert sock.recv(10) == b"ping"
         return (time.perf_counter() - start) * 1000
+
+
+def round_trips(addr: tuple[str, int], n: int = 5) -> list[float]:
+    """Several round trips: judge their median, so one scheduler stall cannot decide."""
+    return [round_trip_ms(addr) for _ in range(n)]
 
 
 def test_the_registry_resolves_all_four_network_fault_types():
@@ -176,10 +182,11 @@ def test_inject_and_revert_latency_through_a_real_proxy_manager(target_config, r
     (rule,) = runtime.proxies.rules("shop/downstream")
     assert (rule.kind, rule.share, rule.latency_ms) == ("latency", 1.0, 80)
     assert rule.expires_at == ctx.expires_at
-    assert 80 <= round_trip_ms((host, int(port))) < 120
+    delayed = round_trips((host, int(port)))
+    assert min(delayed) >= 80 and statistics.median(delayed) < 160, delayed  # applied once
     injector.revert(handle, ctx)
     assert runtime.proxies.rules("shop/downstream") == []
-    assert round_trip_ms((host, int(port))) < 20
+    assert statistics.median(round_trips((host, int(port)))) < 40  # well under 80 ms
     injector.revert(handle, ctx)  # twice is fine
 
 

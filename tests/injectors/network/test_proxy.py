@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from injectors.network.proxy import ProxyError, ProxyManager, ProxyRule
+from tests.support.processes import wait_until
 
 MESSAGE = b"0123456789abcdef"
 
@@ -89,6 +90,11 @@ def round_trip_ms(sock: socket.socket, payload: bytes = MESSAGE) -> float:
     return (time.perf_counter() - start) * 1000
 
 
+def round_trips(sock: socket.socket, n: int = 5) -> list[float]:
+    """Several round trips: judge their median, so one scheduler stall cannot decide."""
+    return [round_trip_ms(sock) for _ in range(n)]
+
+
 def rule(kind: str, rule_id: str = "r", ttl: float = 60.0, **fields: object) -> ProxyRule:
     fields.setdefault("share", 1.0)
     return ProxyRule(id=rule_id, kind=kind, expires_at=time.time() + ttl, **fields)  # type: ignore[arg-type]
@@ -143,7 +149,7 @@ def test_latency_does_not_serialise_pipelined_chunks_and_keeps_their_order(manag
         elapsed = time.perf_counter() - start
     assert got == b"".join(messages)
     # Serialised delays would take 20 × 100 ms; pipelined ones ~0.1 s + 0.1 s of sending.
-    assert elapsed < 0.5, f"{elapsed:.3f}s"
+    assert elapsed < 1.0, f"{elapsed:.3f}s"
 
 
 def test_share_half_affects_about_half_of_200_new_connections(manager, proxy):
@@ -164,11 +170,12 @@ def test_share_half_affects_about_half_of_200_new_connections(manager, proxy):
 def test_a_rule_added_to_an_open_keepalive_connection_applies_and_removal_stops_it(manager, proxy):
     name, addr = proxy
     with connect(addr) as sock:
-        assert round_trip_ms(sock) < 20
+        assert statistics.median(round_trips(sock)) < 40  # well under the 60 ms to come
         manager.set_rule(name, rule("latency", latency_ms=60))
-        assert 60 <= round_trip_ms(sock) < 90
+        delayed = round_trips(sock)
+        assert min(delayed) >= 60 and statistics.median(delayed) < 120, delayed
         assert manager.remove_rule(name, "r") is True
-        assert round_trip_ms(sock) < 20
+        assert statistics.median(round_trips(sock)) < 40
         assert manager.remove_rule(name, "r") is False
 
 
@@ -178,17 +185,23 @@ def test_set_rule_with_the_same_id_replaces_the_previous_rule(manager, proxy):
     manager.set_rule(name, rule("latency", latency_ms=30))
     assert [r.latency_ms for r in manager.rules(name)] == [30]
     with connect(addr) as sock:
-        assert 30 <= round_trip_ms(sock) < 60
+        delayed = round_trips(sock)
+    # Never early, and under the replaced rule's 80 ms (which is never early either).
+    assert min(delayed) >= 30 and statistics.median(delayed) < 80, delayed
 
 
 def test_an_expired_rule_stops_applying_by_itself_without_a_revert(manager, proxy):
     name, addr = proxy
     manager.set_rule(name, rule("latency", rule_id="past", ttl=-1, latency_ms=200))
-    manager.set_rule(name, rule("latency", rule_id="short", ttl=0.4, latency_ms=50))
+    short = rule("latency", rule_id="short", ttl=2.0, latency_ms=50)
+    manager.set_rule(name, short)
     with connect(addr) as sock:
-        assert 50 <= round_trip_ms(sock) < 150  # only the live rule applies
-        time.sleep(0.45)
-        assert round_trip_ms(sock) < 20
+        delayed = round_trips(sock)
+        # Only the live rule applies (the expired one would add 200 ms to each).
+        assert min(delayed) >= 50 and statistics.median(delayed) < 200, delayed
+        # A round trip under 50 ms is one the rule no longer delays: not before expiry.
+        wait_until(lambda: round_trip_ms(sock) < 50, 10, "the rule to expire")
+        assert time.time() >= short.expires_at
     assert manager.rules(name) == []
 
 
@@ -197,13 +210,19 @@ def test_bandwidth_limit_makes_a_transfer_take_size_over_rate(manager, proxy):
     size_kib, rate_kbps = 256, 512
     manager.set_rule(name, rule("bandwidth", rate_kbps=rate_kbps))
     payload = bytes(range(256)) * (size_kib * 4)
-    with connect(addr, timeout=5) as sock:
-        start = time.perf_counter()
-        sock.sendall(payload)
-        assert recv_exactly(sock, len(payload)) == payload
-        elapsed = time.perf_counter() - start
+    times = []
+    for _ in range(3):
+        with connect(addr, timeout=5) as sock:
+            start = time.perf_counter()
+            sock.sendall(payload)
+            assert recv_exactly(sock, len(payload)) == payload
+            times.append(time.perf_counter() - start)
     expected = size_kib / rate_kbps
-    assert expected * 0.8 <= elapsed <= expected * 1.2, f"{elapsed:.3f}s vs {expected:.3f}s"
+    # Never much faster than the rate allows (each transfer); not much slower in the
+    # median, where a stall of the busy host cannot decide (the limit applied twice,
+    # serially, would take twice as long).
+    assert min(times) >= expected * 0.8, f"{times} vs {expected:.3f}s"
+    assert statistics.median(times) <= expected * 1.5, f"{times} vs {expected:.3f}s"
 
 
 def test_reset_peer_gives_new_connections_a_connection_reset(manager, proxy):
@@ -224,7 +243,8 @@ def test_reset_peer_resets_an_open_connection_after_reset_after_ms(manager, prox
         start = time.perf_counter()
         with pytest.raises(ConnectionResetError):
             sock.recv(100)
-        assert 0.13 <= time.perf_counter() - start < 0.5
+        # Never early; the ceiling leaves a busy host slack below the 2 s read timeout.
+        assert 0.13 <= time.perf_counter() - start < 1.5
 
 
 def test_blackhole_swallows_responses_so_the_client_read_times_out(manager, proxy):
@@ -244,7 +264,8 @@ def test_blackhole_with_close_after_ms_closes_the_connection(manager, proxy):
         sock.sendall(MESSAGE)
         start = time.perf_counter()
         assert sock.recv(100) == b""
-        assert 0.13 <= time.perf_counter() - start < 0.5
+        # Never early; the ceiling leaves a busy host slack below the 2 s read timeout.
+        assert 0.13 <= time.perf_counter() - start < 1.5
 
 
 def test_an_unreachable_upstream_closes_the_client_cleanly(manager):
@@ -275,9 +296,7 @@ def test_stats_count_connections_and_bytes(manager, proxy):
     with connect(addr) as sock:
         for _ in range(3):
             round_trip_ms(sock)
-    deadline = time.time() + 1
-    while manager.stats(name)["connections_active"] and time.time() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: not manager.stats(name)["connections_active"], 5, "the proxy to close")
     stats = manager.stats(name)
     assert stats["connections_total"] == 1
     assert stats["connections_active"] == 0

@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 import pytest
@@ -25,12 +26,23 @@ import pytest
 from injectors.base import InjectionContext, InjectionError, InvalidParams
 from injectors.process.injectors import KillInjector, RestartInjector
 from injectors.process.watchdog import signal_if_same
+from tests.support.processes import wait_until
 
 SLEEPER = "import time\nwhile True: time.sleep(0.05)"
 STUBBORN = (
     "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
     "while True: time.sleep(0.05)"
 )
+
+
+def ignores_sigterm(pid: int) -> bool:
+    """The kernel's view of the process's ignored signals (SigIgn in /proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    return False
+
+
 SUPERVISOR = f"""
 import subprocess, sys, time
 while True:
@@ -160,7 +172,7 @@ def test_restart_stops_the_process_and_starts_the_command_as_a_new_pid(procs: Pr
 def test_restart_sigkills_a_process_that_ignores_the_stop_signal(procs: Procs) -> None:
     stubborn = procs.start(STUBBORN, procs.marker)
     wait_marked(re.escape(procs.marker))
-    time.sleep(0.2)  # let it install the SIGTERM handler
+    wait_until(lambda: ignores_sigterm(stubborn.pid), 10, "SIGTERM ignored by the child")
     injector = RestartInjector()
     params = injector.validate(
         {
