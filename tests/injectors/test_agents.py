@@ -136,11 +136,15 @@ def test_a_paused_process_is_resumed_at_expiry_even_with_its_agent_dead(start_ag
             injector="process.pause",
             params={"process": "sleeper"},
             intensity=1.0,
-            expires_at=timezone.now() + timedelta(seconds=8),
+            expires_at=timezone.now() + timedelta(seconds=12),
             owner_worker="test",
         )
         inject_fault(fault)
-        assert psutil.Process(sleeper.pid).status() == psutil.STATUS_STOPPED
+        wait_until(
+            lambda: psutil.Process(sleeper.pid).status() == psutil.STATUS_STOPPED,
+            5,
+            "process stopped",
+        )
         agent.kill()  # SIGKILL the agent: its watchdog must still resume the process
 
         wait_until(
