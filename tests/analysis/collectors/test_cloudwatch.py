@@ -25,6 +25,13 @@ from tests.injectors.cloud.conftest import REGION, aws_env, moto_server  # noqa:
 pytestmark = pytest.mark.slow
 
 
+def metric_of(ns: str) -> str:
+    """The test's metric name, unique like its namespace: moto's GetMetricData ignores the
+    namespace when dimensions are given, so another test's datapoints under the same name
+    and dimensions would leak into this one's periods."""
+    return f"Latency-{ns.rsplit('-', 1)[-1]}"
+
+
 @pytest.fixture
 def namespace(moto_server: str) -> str:  # noqa: F811
     """A namespace of its own, with three datapoints 60 s apart ending a minute ago."""
@@ -35,7 +42,7 @@ def namespace(moto_server: str) -> str:  # noqa: F811
         Namespace=ns,
         MetricData=[
             {
-                "MetricName": "Latency",
+                "MetricName": metric_of(ns),
                 "Dimensions": [{"Name": "Service", "Value": "demo"}],
                 "Timestamp": datetime.fromtimestamp(base + 60 * i, UTC),
                 "Value": value,
@@ -49,7 +56,7 @@ def namespace(moto_server: str) -> str:  # noqa: F811
 def query(ns: str, **kw: object) -> CloudWatchQuery:
     kw.setdefault("dimensions", {"Service": "demo"})
     kw.setdefault("stat", "Sum")
-    return CloudWatchQuery(ns, "Latency", period=60, **kw)  # type: ignore[arg-type]
+    return CloudWatchQuery(ns, metric_of(ns), period=60, **kw)  # type: ignore[arg-type]
 
 
 def test_latest_datapoint(namespace):
@@ -104,7 +111,7 @@ def test_no_region_anywhere_fails_at_construction(monkeypatch):
 def test_collector_reads_cloudwatch(namespace):
     block = {
         "namespace": namespace,
-        "metric_name": "Latency",
+        "metric_name": metric_of(namespace),
         "dimensions": {"Service": "demo"},
         "stat": "Maximum",
         "period": 60,
