@@ -20,4 +20,4 @@ def analyse_run(run_id: int) -> None:
     try:
         conclude_run(run_id)
     finally:
-        release_free_memory()
+        release_free_memory(after="analyse_run")

@@ -19,7 +19,7 @@ def execute_run(run_id: int) -> None:
     try:
         run(run_id)
     finally:
-        release_free_memory()
+        release_free_memory(after="execute_run")
 
 
 @shared_task(name="experiments.tasks.reap", ignore_result=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 import psutil
 from django.conf import settings
@@ -36,19 +37,31 @@ def worker_is_gone(worker: str, heartbeat_at, now) -> bool:
     return now - heartbeat_at > timedelta(seconds=settings.SCEP_RUN_HEARTBEAT_TIMEOUT_S)
 
 
-def _record_failure(run: Run, reason: str) -> None:
-    """The timeline's account of the failure, written in the transaction that ends the
-    run, so nobody sees the run failed without the reason."""
-    add_event(run, EventKind.ERROR, f"reaper: {reason}", phase=RunStatus.FAILED)
+def _fail(run: Run, reason: str, now: datetime, **still: Any) -> bool:
+    """End ``run`` failed if it is still as ``still`` says; True if this call ended it.
 
-
-def _notify_failed(run: Run) -> None:
+    The failed state and the timeline's account of it commit together, so nobody sees
+    the run failed without the reason; notifications go out after the commit.
+    """
+    with transaction.atomic():
+        ended = Run.objects.filter(pk=run.pk, **still).update(
+            status=RunStatus.FAILED,
+            status_reason=reason,
+            verdict=Verdict.INCONCLUSIVE,
+            verdict_reason=reason,
+            finished_at=now,
+        )
+        if ended:
+            add_event(run, EventKind.ERROR, f"reaper: {reason}", phase=RunStatus.FAILED)
+    if not ended:
+        return False
     try:
         from notifications.services import notify_run_ended
 
         notify_run_ended(run)
     except Exception:  # a notification must never stop the reaper
         log.exception("reaper: notifications of run %s failed", run.pk)
+    return True
 
 
 def reap_analysis(now: datetime) -> dict[str, int]:
@@ -89,23 +102,14 @@ def reap_analysis(now: datetime) -> dict[str, int]:
                 f"and again at {run.analysis_requeued_at:%H:%M:%S} UTC, claimed by {holder} "
                 "(is a worker consuming queue 'analysis'?)"
             )
-            with transaction.atomic():
-                failed = Run.objects.filter(
-                    pk=run.pk,
-                    status=RunStatus.ANALYSING,
-                    analysis_requeued_at=run.analysis_requeued_at,
-                ).update(
-                    status=RunStatus.FAILED,
-                    status_reason=reason,
-                    verdict=Verdict.INCONCLUSIVE,
-                    verdict_reason=reason,
-                    finished_at=now,
-                )
-                if failed:
-                    _record_failure(run, reason)
-            if failed:
+            if _fail(
+                run,
+                reason,
+                now,
+                status=RunStatus.ANALYSING,
+                analysis_requeued_at=run.analysis_requeued_at,
+            ):
                 counts["failed"] += 1
-                _notify_failed(run)
     return counts
 
 
@@ -122,19 +126,8 @@ def reap() -> dict[str, int]:
             continue
         since = f"{run.heartbeat_at:%H:%M:%S} UTC" if run.heartbeat_at else "start"
         reason = f"worker {run.worker} lost during {run.status} (last heartbeat {since})"
-        with transaction.atomic():
-            updated = Run.objects.filter(pk=run.pk, status=run.status).update(
-                status=RunStatus.FAILED,
-                status_reason=reason,
-                verdict=Verdict.INCONCLUSIVE,
-                verdict_reason=reason,
-                finished_at=now,
-            )
-            if updated:
-                _record_failure(run, reason)
-        if updated:
+        if _fail(run, reason, now, status=run.status):
             counts["runs_failed"] += 1
-            _notify_failed(run)
     analysis = reap_analysis(now)
     counts["analyses_requeued"] = analysis["requeued"]
     counts["runs_failed"] += analysis["failed"]

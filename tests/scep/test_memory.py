@@ -73,6 +73,31 @@ print(json.dumps([missing, "json.decoder" in sys.modules, gc.get_freeze_count()]
     assert frozen > 1000
 
 
+def test_the_first_end_of_each_task_kind_freezes_what_is_alive_and_later_ones_do_not():
+    # In a fresh interpreter: freezing is process-wide and would outlive this test.
+    code = """
+import gc, json
+from scep.memory import release_free_memory
+counts = [gc.get_freeze_count()]
+release_free_memory(after="execute_run")
+counts.append(gc.get_freeze_count())
+kept = [object() for _ in range(5000)]  # alive, tracked lists/objects made afterwards
+keep_too = [[i] for i in range(5000)]
+release_free_memory(after="execute_run")
+counts.append(gc.get_freeze_count())
+release_free_memory(after="analyse_run")
+counts.append(gc.get_freeze_count())
+release_free_memory()
+counts.append(gc.get_freeze_count())
+print(json.dumps(counts))
+"""
+    before, first, again, other_kind, unnamed = json.loads(_python(code))
+    assert first > before  # the interpreter's start-up is now frozen
+    assert again == first  # the same kind a second time: nothing more
+    assert other_kind >= first + 5000  # another kind's first end: what is alive now
+    assert unnamed == other_kind
+
+
 def test_settle_heap_default_modules_import():
     code = """
 import json, os, django
