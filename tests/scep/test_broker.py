@@ -73,20 +73,29 @@ def test_a_folder_wakeup_returns_when_a_file_is_renamed_into_the_folder(tmp_path
 
 
 def test_a_consumer_gets_a_message_long_before_its_next_poll(tmp_path):
-    # A polling interval far above get()'s timeout: only the wake-up can deliver in time.
+    # Polling alone would look again only when get()'s 60 s timeout caps the 600 s
+    # interval; woken by the message, the consumer has it within seconds.
     # A queue name of its own: kombu keeps filesystem exchange bindings process-wide.
     (tmp_path / "processed").mkdir()
     slow = options(tmp_path, polling_interval=600)
-    got: list[dict] = []
+    got: list[tuple[dict, float]] = []
+    waiting = threading.Event()
 
     def consume() -> None:
         with Connection(transport=Transport, transport_options=slow) as conn:
-            got.append(conn.SimpleQueue("wake").get(timeout=30).payload)
+            queue = conn.SimpleQueue("wake")
+            waiting.set()
+            message = queue.get(timeout=60)
+            got.append((message.payload, time.monotonic()))
 
     consumer = threading.Thread(target=consume)
     consumer.start()
-    time.sleep(0.5)  # let it start waiting
+    assert waiting.wait(10)
+    time.sleep(0.5)  # into its first wait, past its first look at the empty folder
     with Connection(transport=Transport, transport_options=slow) as conn:
         conn.SimpleQueue("wake").put({"hello": 1})
-    consumer.join(timeout=60)
-    assert got == [{"hello": 1}]
+        sent = time.monotonic()
+    consumer.join(timeout=90)
+    [(payload, received)] = got
+    assert payload == {"hello": 1}
+    assert received - sent < 20, "delivered by a poll, not by the wake-up"
